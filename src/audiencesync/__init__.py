@@ -1,0 +1,3 @@
+"""audiencesync: keep Snapchat customer-list audiences in step with your own segments."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from audiencesync.cli.main import main
+
+main()

@@ -1,0 +1,72 @@
+"""The ``audiencesync`` program: nouns, then verbs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audiencesync import __version__
+from audiencesync.cli import audit_cmd, profiles, users
+from audiencesync.cli.common import err_console, state
+from audiencesync.errors import AudiencesyncError
+from audiencesync.logs import configure_logging
+
+app = typer.Typer(
+    name="audiencesync",
+    help="Keep Snapchat customer-list audiences in step with your own customer segments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"audiencesync {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _global(
+    acting_as: Annotated[
+        str | None,
+        typer.Option("--as", help="Act as this user (default: AUDIENCESYNC_USER, else the first admin)."),
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Home folder (default: AUDIENCESYNC_HOME).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Keep Snapchat customer-list audiences in step with your own customer segments."""
+    state.acting_as = acting_as
+    settings = state.get_settings()
+    if home is not None:
+        state.settings = settings.model_copy(update={"home": home})
+    configure_logging("INFO" if verbose else state.get_settings().log_level)
+
+
+app.command("init", help="Create the home folder and control database, and the first admin.")(
+    users.init
+)
+app.add_typer(users.app, name="users")
+app.add_typer(profiles.app, name="profiles")
+app.command("audit", help="Show who changed what, newest first.")(audit_cmd.audit)
+
+
+def main() -> None:
+    """Run the program; a user's mistake ends in one sentence on stderr, not a traceback."""
+    try:
+        app()
+    except AudiencesyncError as error:
+        err_console.print(f"error: {error.message}", markup=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted.")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""The control database: users, datasets, segments, connections, exports, runs, audit."""

@@ -1,0 +1,41 @@
+"""The context every service works in: settings, control database, secret box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from audiencesync.control.db import Database
+from audiencesync.control.secrets import SecretBox
+from audiencesync.settings import Settings
+
+
+@dataclass
+class Context:
+    """One home folder opened: what services need to do their work."""
+
+    settings: Settings
+    db: Database
+
+    @property
+    def home(self) -> Path:
+        return self.settings.resolved_home
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        key = self.settings.secret_key
+        if key is not None:
+            return SecretBox.from_passphrase(key.get_secret_value())
+        return SecretBox.from_key_file(self.home, create=True)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Context:
+        """Open the home of ``settings``; migrate the control database when needed."""
+        db = Database(settings.control_database_url)
+        if migrate:
+            db.ensure_ready()
+        return cls(settings=settings, db=db)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,110 @@
+"""SQLAlchemy models of the control database. Migrations live in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops tz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the control database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Role(StrEnum):
+    """What a user may do; see the permission table in docs/permissions.md."""
+
+    ADMIN = "admin"
+    CONTRIBUTOR = "contributor"
+    VIEWER = "viewer"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}  # noqa: RUF012
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(300))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class Dataset(Base):
+    """A profile dataset: Parquet under the home folder, or a linked external table."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_column: Mapped[str] = mapped_column(String(300))
+    #: "file" (imported into Parquet) or "link" (a table in another engine).
+    kind: Mapped[str] = mapped_column(String(20), default="file")
+    #: where the data came from: a file path, or a redacted URL + table for a link.
+    source: Mapped[str] = mapped_column(Text)
+    #: import options (format, delimiter, encoding, on_duplicate_key) or link options.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Parquet file of the current version, relative to the home folder (file datasets).
+    data_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: list of {"name": column, "type": duckdb type} in file order.
+    columns: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    imported_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    imported_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: connection URL of a linked table, encrypted (it may hold a password).
+    link_url_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Secret(Base):
+    """An encrypted secret (a token, a URL with a password), keyed by its owner row."""
+
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), unique=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+

@@ -1,0 +1,192 @@
+"""Users: the first administrator, adding, listing, changing roles, removing, signing in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audiencesync.control import audit
+from audiencesync.control.context import Context
+from audiencesync.control.models import Role, User
+from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.errors import (
+    ConflictError,
+    NotFoundError,
+    NotSetUpError,
+    PermissionDeniedError,
+    UserInputError,
+)
+
+MIN_PASSWORD_LENGTH = 8
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class UserView:
+    name: str
+    role: Role
+    created_at: datetime
+
+
+def _view(user: User) -> UserView:
+    return UserView(user.name, Role(user.role), user.created_at)
+
+
+def _actor(user: User) -> Actor:
+    return Actor(user.id, user.name, Role(user.role))
+
+
+def parse_role(value: str) -> Role:
+    """The Role named by ``value``, or a UserInputError listing the roles."""
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise UserInputError(f"unknown role {value!r}: use one of {roles}.") from None
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UserInputError(
+            f"{name!r} is not a valid user name: use letters, digits, '.', '_', '-' or '@', "
+            "starting with a letter or digit, at most 100 characters."
+        )
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserInputError(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters."
+        )
+
+
+def _get(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFoundError(f"there is no user named {name!r}: see `audiencesync users list`.")
+    return user
+
+
+def _admin_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) or 0
+
+
+def has_users(ctx: Context) -> bool:
+    with ctx.db.session() as session:
+        return (session.scalar(select(func.count()).select_from(User)) or 0) > 0
+
+
+def create_first_admin(ctx: Context, name: str, password: str) -> UserView:
+    """Create the first administrator; refused once any user exists."""
+    _check_name(name)
+    _check_password(password)
+    with ctx.db.session() as session:
+        if session.scalar(select(func.count()).select_from(User)):
+            raise ConflictError(
+                "this home already has users: add more with `audiencesync users add`."
+            )
+        user = User(name=name, role=Role.ADMIN.value, password_hash=_hasher.hash(password))
+        session.add(user)
+        audit.record(session, name, "user.create", f"user:{name}", after={"role": "admin"})
+        session.flush()
+        return _view(user)
+
+
+def add_user(ctx: Context, actor: Actor, name: str, role: Role, password: str) -> UserView:
+    """Add a user with ``role``. Administrators only."""
+    require(actor, Action.MANAGE_USERS)
+    _check_name(name)
+    _check_password(password)
+    with ctx.db.session() as session:
+        if session.scalar(select(User).where(User.name == name)) is not None:
+            raise ConflictError(f"a user named {name!r} already exists: choose another name.")
+        user = User(name=name, role=role.value, password_hash=_hasher.hash(password))
+        session.add(user)
+        audit.record(session, actor, "user.create", f"user:{name}", after={"role": role.value})
+        session.flush()
+        return _view(user)
+
+
+def list_users(ctx: Context, actor: Actor) -> list[UserView]:
+    """Every user, by name."""
+    require(actor, Action.READ)
+    with ctx.db.session() as session:
+        return [_view(u) for u in session.scalars(select(User).order_by(User.name))]
+
+
+def set_role(ctx: Context, actor: Actor, name: str, role: Role) -> UserView:
+    """Change a user's role; the last administrator cannot be demoted."""
+    require(actor, Action.MANAGE_USERS)
+    with ctx.db.session() as session:
+        user = _get(session, name)
+        before = user.role
+        if before == Role.ADMIN.value and role is not Role.ADMIN and _admin_count(session) == 1:
+            raise ConflictError(
+                f"{name} is the last administrator: make another user an administrator first."
+            )
+        user.role = role.value
+        audit.record(
+            session, actor, "user.set_role", f"user:{name}",
+            before={"role": before}, after={"role": role.value},
+        )  # fmt: skip
+        return _view(user)
+
+
+def remove_user(ctx: Context, actor: Actor, name: str) -> None:
+    """Remove a user; the last administrator and the acting user cannot be removed."""
+    require(actor, Action.MANAGE_USERS)
+    if name == actor.name:
+        raise ConflictError("you cannot remove yourself: ask another administrator.")
+    with ctx.db.session() as session:
+        user = _get(session, name)
+        if user.role == Role.ADMIN.value and _admin_count(session) == 1:
+            raise ConflictError(f"{name} is the last administrator and cannot be removed.")
+        session.delete(user)
+        audit.record(session, actor, "user.remove", f"user:{name}", before={"role": user.role})
+
+
+def resolve_actor(ctx: Context, name: str | None) -> Actor:
+    """The user named ``name``, or the first administrator when ``name`` is None."""
+    with ctx.db.session() as session:
+        if name is None:
+            user = session.scalar(select(User).where(User.role == "admin").order_by(User.id))
+            if user is None:
+                raise NotSetUpError("there is no administrator: run `audiencesync init` first.")
+            return _actor(user)
+        return _actor(_get(session, name))
+
+
+def authenticate(ctx: Context, name: str, password: str) -> Actor:
+    """The user with this name and password; one vague error for either being wrong."""
+    wrong = PermissionDeniedError("wrong user name or password.")
+    with ctx.db.session() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            # Spend the same time as a real check so names cannot be probed by timing.
+            _hasher.hash(password)
+            raise wrong
+        try:
+            _hasher.verify(user.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            raise wrong from None
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+        return _actor(user)
+
+
+def set_password(ctx: Context, actor: Actor, name: str, password: str) -> None:
+    """Change a password: your own, or anyone's as an administrator."""
+    if name != actor.name:
+        require(actor, Action.MANAGE_USERS)
+    _check_password(password)
+    with ctx.db.session() as session:
+        user = _get(session, name)
+        user.password_hash = _hasher.hash(password)
+        audit.record(session, actor, "user.set_password", f"user:{name}")
