@@ -1,0 +1,1 @@
+"""Destinations: one folder per ad platform, all behind the protocol in ``base``."""
