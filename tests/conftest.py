@@ -79,7 +79,9 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 
 def _initialised(settings: Settings) -> Context:
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
-    Database(settings.control_database_url).migrate()
+    database = Database(settings.control_database_url)
+    database.migrate()
+    database.dispose()
     ctx = Context.open(settings)
     users.create_first_admin(ctx, "admin", PASSWORD)
     return ctx

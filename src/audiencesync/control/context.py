@@ -34,7 +34,11 @@ class Context:
         """Open the home of ``settings``; migrate the control database when needed."""
         db = Database(settings.control_database_url)
         if migrate:
-            db.ensure_ready()
+            try:
+                db.ensure_ready()
+            except BaseException:
+                db.dispose()
+                raise
         return cls(settings=settings, db=db)
 
     def close(self) -> None:

@@ -151,10 +151,7 @@ class _Prepared:
     duplicates_dropped: int
 
 
-def _prepare(
-    source: Path, key: str, options: ReadOptions, on_duplicate: OnDuplicateKey, target_dir: Path
-) -> _Prepared:
-    """Read ``source`` into a new Parquet file in ``target_dir`` and check it."""
+def _check_source(source: Path) -> None:
     if not source.exists():
         raise UserInputError(f"{source} does not exist: check the path.")
     if source.is_dir():
@@ -163,10 +160,18 @@ def _prepare(
         with source.open("rb") as handle:
             first = handle.read(1)
     except OSError as error:
-        raise UserInputError(f"{source} cannot be read ({error.strerror}): check its permissions.")
+        raise UserInputError(
+            f"{source} cannot be read ({error.strerror}): check its permissions."
+        ) from None
     if not first:
         raise UserInputError(f"{source} is empty: export the profiles again and retry.")
 
+
+def _prepare(
+    source: Path, key: str, options: ReadOptions, on_duplicate: OnDuplicateKey, target_dir: Path
+) -> _Prepared:
+    """Read ``source`` into a new Parquet file in ``target_dir`` and check it."""
+    _check_source(source)
     target_dir.mkdir(parents=True, exist_ok=True)
     scratch = target_dir / f".import-{uuid.uuid4().hex}"
     scratch.mkdir()
@@ -307,6 +312,7 @@ def import_file(
     require(actor, Action.EDIT_DATASETS)
     source = path.expanduser().resolve()
     dataset = check_dataset_name(name) if name else default_dataset_name(source)
+    _check_source(source)
     options = ReadOptions(
         format=file_format or detect_format(source),
         delimiter=delimiter,

@@ -1,0 +1,53 @@
+"""Opening, migrating and encrypting secrets in the control database."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from audiencesync.control.context import Context
+from audiencesync.control.db import Database
+from audiencesync.control.secrets import SecretBox
+from audiencesync.errors import NotSetUpError
+from audiencesync.settings import Settings
+
+
+def test_an_uninitialised_home_says_to_run_init(settings: Settings) -> None:
+    settings.resolved_home.mkdir(parents=True)
+    with pytest.raises(NotSetUpError, match="run `audiencesync init` first"):
+        Context.open(settings)
+
+
+def test_migrations_reach_head_and_are_idempotent(settings: Settings) -> None:
+    settings.resolved_home.mkdir(parents=True)
+    db = Database(settings.control_database_url)
+    assert not db.is_initialised()
+    db.migrate()
+    db.migrate()
+    assert db.current_revision() == db.head_revision()
+    db.dispose()
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_ctx: Context) -> None:
+    with sqlite_ctx.db.engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert mode == "wal"
+
+
+def test_generated_key_file_is_owner_only_and_round_trips(tmp_path: Path) -> None:
+    box = SecretBox.from_key_file(tmp_path, create=True)
+    mode = stat.S_IMODE((tmp_path / "secret.key").stat().st_mode)
+    assert mode == 0o600
+    token = box.encrypt("refresh-token-value")
+    assert "refresh-token-value" not in token
+    assert SecretBox.from_key_file(tmp_path, create=False).decrypt(token) == "refresh-token-value"
+
+
+def test_a_wrong_key_says_which_setting_to_fix(tmp_path: Path) -> None:
+    token = SecretBox.from_passphrase("one").encrypt("x")
+    with pytest.raises(NotSetUpError, match="AUDIENCESYNC_SECRET_KEY"):
+        SecretBox.from_passphrase("two").decrypt(token)
+    with pytest.raises(NotSetUpError, match="secret key file"):
+        SecretBox.from_key_file(tmp_path / "missing", create=False)
