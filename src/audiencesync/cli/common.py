@@ -68,5 +68,5 @@ def read_password(*, from_stdin: bool, env_var: str | None, prompt: str) -> str:
             f"a password is needed: pass --password-stdin and pipe it{hint}, "
             "or run the command in a terminal to be prompted."
         )
-    password: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
-    return password
+    prompted: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    return prompted

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from audiencesync import __version__
-from audiencesync.cli import audit_cmd, profiles, users
+from audiencesync.cli import audit_cmd, demo, profiles, users
 from audiencesync.cli.common import err_console, state
 from audiencesync.errors import AudiencesyncError
 from audiencesync.logs import configure_logging
@@ -34,12 +34,16 @@ def _version(value: bool) -> None:
 def _global(
     acting_as: Annotated[
         str | None,
-        typer.Option("--as", help="Act as this user (default: AUDIENCESYNC_USER, else the first admin)."),
+        typer.Option(
+            "--as", help="Act as this user (default: AUDIENCESYNC_USER, else the first admin)."
+        ),
     ] = None,
     home: Annotated[
         Path | None, typer.Option("--home", help="Home folder (default: AUDIENCESYNC_HOME).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -58,6 +62,7 @@ app.command("init", help="Create the home folder and control database, and the f
 app.add_typer(users.app, name="users")
 app.add_typer(profiles.app, name="profiles")
 app.command("audit", help="Show who changed what, newest first.")(audit_cmd.audit)
+app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 
 
 def main() -> None:

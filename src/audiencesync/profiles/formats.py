@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -86,11 +87,12 @@ def transcode_if_needed(path: Path, options: ReadOptions, scratch: Path) -> Path
     if encoding is None or encoding in _DUCKDB_ENCODINGS:
         return path
     handle, name = tempfile.mkstemp(suffix=".csv", dir=scratch)
+    os.close(handle)
     target = Path(name)
     try:
         with (
             path.open("r", encoding=encoding, newline="") as source,
-            open(handle, "w", encoding="utf-8", newline="") as sink,
+            target.open("w", encoding="utf-8", newline="") as sink,
         ):
             shutil.copyfileobj(source, sink, 1 << 20)
     except UnicodeDecodeError as error:

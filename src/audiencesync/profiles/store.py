@@ -269,8 +269,8 @@ def _check_columns(source: Path, names: list[str], key: str) -> None:
         if name.lower() in RESERVED_NAMES or name.lower().startswith(RESERVED_PREFIX):
             raise UserInputError(
                 f"column {name!r} of {source.name} uses a name audiencesync reserves "
-                f"(names starting with {RESERVED_PREFIX!r}, and {', '.join(sorted(RESERVED_NAMES))})"
-                ": rename that column."
+                f"(names starting with {RESERVED_PREFIX!r}, and "
+                f"{', '.join(sorted(RESERVED_NAMES))}): rename that column."
             )
     if key not in names:
         raise UserInputError(
@@ -363,7 +363,12 @@ def _load(
             after = _audit_state(row)
             after["duplicates_dropped"] = prepared.duplicates_dropped
             audit.record(
-                session, actor, f"dataset.{action}", f"dataset:{dataset}", before=before, after=after
+                session,
+                actor,
+                f"dataset.{action}",
+                f"dataset:{dataset}",
+                before=before,
+                after=after,
             )
             session.flush()
             view = _view(row)
@@ -451,7 +456,9 @@ def sample(ctx: Context, actor: Actor, name: str, *, limit: int = 20) -> pa.Tabl
     path = parquet_path(ctx, name)
     con = duckdb.connect()
     try:
-        return con.execute("SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit]).to_arrow_table()
+        return con.execute(
+            "SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit]
+        ).to_arrow_table()
     finally:
         con.close()
 
@@ -468,7 +475,9 @@ def remove(ctx: Context, actor: Actor, name: str) -> None:
                 f"dataset {dataset!r} is used by segment(s) {', '.join(users)}: "
                 "remove or move those segments first."
             )
-        audit.record(session, actor, "dataset.remove", f"dataset:{dataset}", before=_audit_state(row))
+        audit.record(
+            session, actor, "dataset.remove", f"dataset:{dataset}", before=_audit_state(row)
+        )
         session.delete(row)
     shutil.rmtree(_dataset_dir(ctx, dataset), ignore_errors=True)
 
