@@ -23,7 +23,16 @@ SECRETS = [
 @pytest.mark.parametrize("text", SECRETS)
 def test_redact_removes_the_sensitive_part(text: str) -> None:
     cleaned = redact(text)
-    for part in ("eyJhbG", "r3fr3sh", "acc-123", "s3cr3t", "person@", "b375b7bb", "767", "F81D4FAE"):
+    for part in (
+        "eyJhbG",
+        "r3fr3sh",
+        "acc-123",
+        "s3cr3t",
+        "person@",
+        "b375b7bb",
+        "767",
+        "F81D4FAE",
+    ):
         assert part not in cleaned
 
 

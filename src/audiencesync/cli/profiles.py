@@ -24,10 +24,15 @@ def import_(
         str | None, typer.Option("--name", help="Dataset name (default: from the file name).")
     ] = None,
     file_format: Annotated[
-        str | None, typer.Option("--format", help="csv, parquet, json or ndjson (default: by extension).")
+        str | None,
+        typer.Option("--format", help="csv, parquet, json or ndjson (default: by extension)."),
     ] = None,
-    delimiter: Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter (default: sniffed).")] = None,
-    encoding: Annotated[str | None, typer.Option("--encoding", help="CSV encoding (default: utf-8).")] = None,
+    delimiter: Annotated[
+        str | None, typer.Option("--delimiter", help="CSV delimiter (default: sniffed).")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="CSV encoding (default: utf-8).")
+    ] = None,
     on_duplicate_key: Annotated[
         str, typer.Option("--on-duplicate-key", help="error, first or last.")
     ] = "error",

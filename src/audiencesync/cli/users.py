@@ -20,7 +20,9 @@ PasswordStdin = Annotated[
 
 
 def init(
-    admin: Annotated[str, typer.Option("--admin", help="Name of the first administrator.")] = "admin",
+    admin: Annotated[
+        str, typer.Option("--admin", help="Name of the first administrator.")
+    ] = "admin",
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Create the home folder and control database, and the first administrator."""
@@ -35,7 +37,9 @@ def init(
     with opened() as ctx:
         _ = ctx.secrets  # creates the key file when no AUDIENCESYNC_SECRET_KEY is set
         if service.has_users(ctx):
-            console.print(f"audiencesync is already set up in {settings.resolved_home}; schema is current.")
+            console.print(
+                f"audiencesync is already set up in {settings.resolved_home}; schema is current."
+            )
             return
         password = read_password(
             from_stdin=password_stdin,
@@ -91,7 +95,9 @@ def set_password(name: str, password_stdin: PasswordStdin = False) -> None:
         who = actor(ctx)
         if name != who.name:
             require(who, Action.MANAGE_USERS)
-        password = read_password(from_stdin=password_stdin, env_var=None, prompt=f"New password for {name}")
+        password = read_password(
+            from_stdin=password_stdin, env_var=None, prompt=f"New password for {name}"
+        )
         service.set_password(ctx, who, name, password)
     console.print(f"Password of {name} changed.")
 

@@ -106,5 +106,3 @@ class Secret(Base):
     owner: Mapped[str] = mapped_column(String(200), unique=True)
     ciphertext: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-

@@ -73,7 +73,9 @@ def test_csv_import_lands_as_parquet_with_its_schema(
 def test_formats_by_extension_or_flag(
     ctx: Context, admin: Actor, tmp_path: Path, file_name: str, content: str, fmt: FileFormat | None
 ) -> None:
-    store.import_file(ctx, admin, write(tmp_path / file_name, content), key="k", name="p", file_format=fmt)
+    store.import_file(
+        ctx, admin, write(tmp_path / file_name, content), key="k", name="p", file_format=fmt
+    )
     assert rows(ctx, "p") == [("a", 1), ("b", 2)]
 
 
@@ -121,7 +123,9 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(
     content: str | bytes | None,
     message: str,
 ) -> None:
-    store.import_file(ctx, admin, write(tmp_path / "good.csv", CSV), key="customer_id", name="people")
+    store.import_file(
+        ctx, admin, write(tmp_path / "good.csv", CSV), key="customer_id", name="people"
+    )
     before_rows = rows(ctx, "people")
     before_control = snapshot_control(ctx)
     files_before = sorted(p.name for p in (ctx.home / "profiles" / "people").iterdir())
@@ -145,7 +149,9 @@ def test_duplicate_keys_keep_first_or_last_row_in_file_order(
     ctx: Context, admin: Actor, tmp_path: Path
 ) -> None:
     source = write(tmp_path / "d.csv", "id,v\n1,first\n2,only\n1,last\n")
-    first = store.import_file(ctx, admin, source, key="id", on_duplicate_key=store.OnDuplicateKey.FIRST)
+    first = store.import_file(
+        ctx, admin, source, key="id", on_duplicate_key=store.OnDuplicateKey.FIRST
+    )
     assert first.row_count == 2
     assert rows(ctx, "d") == [(1, "first"), (2, "only")]
     store.import_file(ctx, admin, source, key="id", on_duplicate_key=store.OnDuplicateKey.LAST)
