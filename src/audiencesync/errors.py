@@ -70,10 +70,28 @@ class NotImplementedYetError(AudiencesyncError):
 
 
 class DestinationError(AudiencesyncError):
-    """The destination (Snapchat) refused or failed a request."""
+    """The destination (Snapchat) refused or failed a request.
+
+    ``status``, ``error_code`` and ``request_id`` record what the platform answered (when
+    it answered), for support tickets and run records; they never hold personal data.
+    """
 
     exit_code = 8
     http_status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.error_code = error_code
+        self.request_id = request_id
 
 
 class DestinationPermissionError(DestinationError):

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # HTTP client knobs (retry policy, rate and concurrency limits).
     http_timeout_seconds: float = 60.0
     http_max_attempts: int = 8
+    # 429s are retried on their own budget: a rate-limit storm is expected, not a failure.
+    http_max_rate_limited_attempts: int = 20
+    # A Retry-After longer than this is not waited out: the call fails as retryable.
+    http_retry_after_max_seconds: float = 300.0
     http_backoff_base_seconds: float = 0.5
     http_backoff_max_seconds: float = 30.0
     http_requests_per_second: float = 10.0

@@ -1,0 +1,37 @@
+"""Generic HTTP plumbing every destination shares.
+
+- :mod:`.clock`: the injected :class:`Clock` (real, or manual in tests).
+- :mod:`.retry`: the retry policy as data: a table from status, platform error code or
+  exception class to an :class:`Action`.
+- :mod:`.ratelimit`: a thread-safe token bucket (client-side requests per second).
+- :mod:`.sender`: :class:`RetryingSender`, which applies the policy, the rate limit, the
+  concurrency limit and a token refresh on 401 to each call, and logs one line per call.
+"""
+
+from __future__ import annotations
+
+from audiencesync.http.clock import Clock, SystemClock
+from audiencesync.http.ratelimit import TokenBucket
+from audiencesync.http.retry import (
+    DEFAULT_RULES,
+    Action,
+    RetryPolicy,
+    Rule,
+    parse_retry_after,
+)
+from audiencesync.http.sender import Call, ErrorDetail, RetryingSender, TokenSource
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Action",
+    "Call",
+    "Clock",
+    "ErrorDetail",
+    "RetryPolicy",
+    "RetryingSender",
+    "Rule",
+    "SystemClock",
+    "TokenBucket",
+    "TokenSource",
+    "parse_retry_after",
+]
