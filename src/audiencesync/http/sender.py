@@ -65,6 +65,21 @@ def _no_detail(response: httpx.Response) -> ErrorDetail:
     return ErrorDetail()
 
 
+def _with_token(request: httpx.Request, token: str | None) -> httpx.Request:
+    # A fresh request per attempt (sharing the body bytes, not copying them), so an
+    # attempt never changes what another thread or an earlier attempt holds.
+    headers = request.headers.copy()
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=request.content,
+        extensions=request.extensions,
+    )
+
+
 class RetryingSender:
     """Applies a :class:`RetryPolicy` to calls on a shared, thread-safe ``httpx.Client``.
 
@@ -99,9 +114,7 @@ class RetryingSender:
         refreshed = False
         while True:
             token = tokens.access_token() if tokens is not None else None
-            if token is not None:
-                call.request.headers["Authorization"] = f"Bearer {token}"
-            response, exc = self._attempt(call)
+            response, exc = self._attempt(call, _with_token(call.request, token))
             if response is not None and response.is_success:
                 return response
             if response is not None:
@@ -150,7 +163,9 @@ class RetryingSender:
             )
             self._clock.sleep(wait)
 
-    def _attempt(self, call: Call) -> tuple[httpx.Response | None, Exception | None]:
+    def _attempt(
+        self, call: Call, request: httpx.Request
+    ) -> tuple[httpx.Response | None, Exception | None]:
         slot: AbstractContextManager[object] = (
             self._slots if self._slots is not None else nullcontext()
         )
@@ -159,7 +174,7 @@ class RetryingSender:
                 self._limiter.acquire()
             started = self._clock.monotonic()
             try:
-                response = self._http.send(call.request)
+                response = self._http.send(request)
             except httpx.HTTPError as exc:
                 self._log(call, type(exc).__name__, started)
                 return None, exc
