@@ -10,7 +10,7 @@ from rich.table import Table
 
 from audiencesync.cli.common import actor, console, opened
 from audiencesync.errors import UserInputError
-from audiencesync.profiles import store
+from audiencesync.profiles import linked, store
 from audiencesync.profiles.formats import parse_format
 
 app = typer.Typer(help="Import and inspect customer profile datasets.", no_args_is_help=True)
@@ -63,6 +63,25 @@ def import_(
         f"Imported {view.row_count:,} profiles into dataset {view.name!r} "
         f"({len(view.columns)} columns, key {view.key_column!r})"
         + (" keeping one row per key." if dropped else ".")
+    )
+
+
+@app.command("link")
+def link(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    url: Annotated[
+        str, typer.Option("--url", help="Database URL, such as postgresql://user:pw@host/db.")
+    ],
+    table: Annotated[str, typer.Option("--table", help="Table (or schema.table) of profiles.")],
+    key: Annotated[str, typer.Option("--key", help="Column that identifies a profile.")],
+) -> None:
+    """Use a table in PostgreSQL (or another engine) as a dataset, where it lives."""
+    with opened() as ctx:
+        view = linked.link(ctx, actor(ctx), name, url=url, table=table, key=key)
+    console.print(
+        f"Linked dataset {view.name!r} to {view.source} "
+        f"({view.row_count:,} profiles, {len(view.columns)} columns, key {view.key_column!r}).",
+        markup=False,
     )
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audiencesync.control import audit
 from audiencesync.control.context import Context
-from audiencesync.control.models import Dataset, utcnow
+from audiencesync.control.models import Dataset, Segment, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import ConflictError, NotFoundError, UserInputError
 from audiencesync.logs import redact
@@ -409,7 +409,9 @@ def refresh(ctx: Context, actor: Actor, name: str) -> DatasetView:
     with ctx.db.session() as session:
         row = _get(session, check_dataset_name(name))
         if row.kind != "file":
-            return _view(row)
+            from audiencesync.profiles import linked  # linked builds on this module
+
+            return linked.refresh_link(ctx, actor, row.name)
         options = dict(row.options)
         source = Path(row.source)
         key = row.key_column
@@ -449,10 +451,16 @@ def parquet_path(ctx: Context, name: str) -> Path:
 
 
 def sample(ctx: Context, actor: Actor, name: str, *, limit: int = 20) -> pa.Table:
-    """The first ``limit`` rows of an imported dataset as an Arrow table."""
+    """The first ``limit`` rows of a dataset (imported or linked) as an Arrow table."""
     require(actor, Action.READ)
     if limit < 0:
         raise UserInputError("--limit must be zero or more.")
+    with ctx.db.session() as session:
+        kind = _get(session, check_dataset_name(name)).kind
+    if kind != "file":
+        from audiencesync.profiles import linked  # linked builds on this module
+
+        return linked.sample_link(ctx, check_dataset_name(name), limit=limit)
     path = parquet_path(ctx, name)
     con = duckdb.connect()
     try:
@@ -483,11 +491,9 @@ def remove(ctx: Context, actor: Actor, name: str) -> None:
 
 
 def dataset_users(session: Session, dataset_id: int) -> list[str]:
-    """Names of segments defined over a dataset (none until segments exist)."""
-    # The segments table arrives with the segments migration; until then none use it.
-    if "segments" not in inspect(session.get_bind()).get_table_names():
-        return []
-    rows = session.execute(
-        text("SELECT name FROM segments WHERE dataset_id = :id ORDER BY name"), {"id": dataset_id}
+    """Names of the segments defined over a dataset."""
+    return list(
+        session.scalars(
+            select(Segment.name).where(Segment.dataset_id == dataset_id).order_by(Segment.name)
+        )
     )
-    return [str(r[0]) for r in rows]

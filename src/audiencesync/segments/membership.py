@@ -1,0 +1,164 @@
+"""Segment membership as a stream of Arrow record batches, for the export engine.
+
+``stream_members`` reads the union of several segments of one dataset, each profile
+once, as batches of ``_as_key`` (the profile key) plus the requested fields. The engine
+streams (DuckDB's ``fetch_record_batch`` through Ibis ``to_pyarrow_batches``), so memory
+stays bounded by the batch size, not the segment size. When the stream is read to its
+end, each segment's size is recorded in its history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from functools import reduce
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audiencesync.control.context import Context
+from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.errors import UserInputError
+from audiencesync.profiles.store import RESERVED_PREFIX, closest
+from audiencesync.segments.evaluation import prepare, record_evaluation
+from audiencesync.segments.service import check_segment_name
+from audiencesync.segments.validation import suggest
+
+#: The column holding each member's profile key.
+KEY_COLUMN = f"{RESERVED_PREFIX}key"
+_FLAG = f"{RESERVED_PREFIX}in_"
+
+
+class MemberStream:
+    """An iterator of record batches (``_as_key`` + fields) with its ``schema``.
+
+    Iterate it once. It holds an engine connection until it is exhausted or closed;
+    use it as a context manager, or read it to the end.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        batches: Iterator[pa.RecordBatch],
+        stack: ExitStack,
+    ) -> None:
+        self.schema = schema
+        self._batches = batches
+        self._stack = stack
+
+    def __iter__(self) -> MemberStream:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        try:
+            return next(self._batches)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the engine connection (safe to call more than once)."""
+        self._stack.close()
+
+    def __enter__(self) -> MemberStream:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def stream_members(
+    ctx: Context,
+    segment_names: Sequence[str],
+    fields: Sequence[str],
+    *,
+    batch_rows: int = 100_000,
+    now: datetime | None = None,
+) -> MemberStream:
+    """The members of the union of ``segment_names``, each profile once, in batches.
+
+    Columns: ``_as_key`` (the dataset's key) then ``fields`` in the order given. No
+    permission check: the caller (the export engine) has done it. Raises NotFoundError
+    (a missing segment), UserInputError (segments of different datasets, an unknown or
+    reserved field, a rule that no longer fits the table).
+    """
+    if batch_rows < 1:
+        raise UserInputError("batch_rows must be at least 1.")
+    names = [check_segment_name(n) for n in segment_names]
+    wanted = list(dict.fromkeys(fields))
+    stack = ExitStack()
+    try:
+        prepared = stack.enter_context(prepare(ctx, names, now=now))
+        source = prepared.source
+        table: Any = source.table
+        columns = list(table.columns)
+        for field in wanted:
+            if field.startswith(RESERVED_PREFIX) or field not in columns:
+                raise UserInputError(
+                    f"dataset {source.dataset!r} has no field {field!r}; "
+                    f"{suggest(closest(field, columns))}"
+                )
+        segments = prepared.segments
+        predicates = [prepared.compiler.predicate(s.rules) for s in segments]
+        selection = {KEY_COLUMN: table[source.key], **{f: table[f] for f in wanted}}
+        output = list(selection)
+        if len(segments) == 1:
+            expression = table.filter(predicates[0]).select(**selection)
+            flags: list[str] = []
+        else:
+            # One scan: a flag per segment tells which segments each member is in, so
+            # every segment's size is known when the stream ends.
+            flags = [f"{_FLAG}{i}" for i in range(len(segments))]
+            projected = table.select(**selection, **dict(zip(flags, predicates, strict=True)))
+            expression = projected.filter(reduce(lambda a, b: a | b, (projected[f] for f in flags)))
+        reader = expression.to_pyarrow_batches(chunk_size=batch_rows)
+        stack.callback(reader.close)
+    except BaseException:
+        stack.close()
+        raise
+    schema = pa.schema([reader.schema.field(name) for name in output])
+    started = time.perf_counter()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        sizes = [0] * len(segments)
+        for batch in reader:
+            if flags:
+                for i, flag in enumerate(flags):
+                    sizes[i] += int(pc.sum(batch.column(flag)).as_py() or 0)
+                yield batch.select(output)
+            else:
+                sizes[0] += batch.num_rows
+                yield batch
+        stack.close()
+        for segment, size in zip(segments, sizes, strict=True):
+            record_evaluation(
+                ctx, segment.id, kind="stream", size=size, started=started, actor=None
+            )
+
+    return MemberStream(schema, batches(), stack)
+
+
+def members(
+    ctx: Context,
+    actor: Actor,
+    segment_names: Sequence[str],
+    fields: Sequence[str],
+    *,
+    batch_rows: int = 100_000,
+    now: datetime | None = None,
+) -> MemberStream:
+    """``stream_members`` for a user: needs the READ permission."""
+    require(actor, Action.READ)
+    return stream_members(ctx, segment_names, fields, batch_rows=batch_rows, now=now)

@@ -1,0 +1,443 @@
+"""The rule model: one algebra for conditions and segments alike.
+
+A rule is a node: a condition ``{field, op, value}``, a group ``{all: [...]}`` (AND),
+``{any: [...]}`` (OR) or ``{not: node}``, or a reference ``{segment: NAME}``. Union of
+segments is ``any`` of references, intersection is ``all``, difference is
+``all: [{segment: a}, {not: {segment: b}}]``. Users write rules as YAML or JSON files;
+the control database stores them as JSON (``dump_rules``); the UI validates against
+``rules_json_schema()``.
+
+This module checks the *shape* of a rule only; whether its fields, operators and values
+fit a dataset is ``segments.validation``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from audiencesync.errors import UserInputError
+
+
+class Operator(StrEnum):
+    """A condition's operator, as users write it."""
+
+    EQ = "="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    BETWEEN = "between"
+    IN = "in"
+    NOT_IN = "not in"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts with"
+    ENDS_WITH = "ends with"
+    IS_NULL = "is null"
+    IS_NOT_NULL = "is not null"
+    IN_THE_LAST = "in the last"
+    BEFORE = "before"
+
+
+#: Other spellings users reach for, mapped to the operator they mean.
+_OPERATOR_ALIASES = {
+    "==": Operator.EQ,
+    "eq": Operator.EQ,
+    "equals": Operator.EQ,
+    "<>": Operator.NE,
+    "ne": Operator.NE,
+    "lt": Operator.LT,
+    "le": Operator.LE,
+    "gt": Operator.GT,
+    "ge": Operator.GE,
+    "startswith": Operator.STARTS_WITH,
+    "endswith": Operator.ENDS_WITH,
+    "is empty": Operator.IS_NULL,
+    "is not empty": Operator.IS_NOT_NULL,
+}
+
+#: Operators that take no value.
+NULL_OPERATORS = frozenset({Operator.IS_NULL, Operator.IS_NOT_NULL})
+#: Operators whose value is a list.
+LIST_OPERATORS = frozenset({Operator.IN, Operator.NOT_IN, Operator.BETWEEN})
+#: Operators whose value is a period relative to now.
+RELATIVE_OPERATORS = frozenset({Operator.IN_THE_LAST, Operator.BEFORE})
+
+Scalar = str | int | float | bool | None
+
+
+def _normalize_operator(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    spelled = " ".join(value.strip().lower().replace("_", " ").split())
+    return _OPERATOR_ALIASES.get(spelled, spelled)
+
+
+def _json_scalar(value: object) -> object:
+    # YAML reads 2026-01-31 as a date: keep it as the ISO text the user wrote.
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Condition(_Node):
+    """``{field: F, op: OP, value: V}``: profiles whose field satisfies the operator."""
+
+    field: str = Field(min_length=1, description="a column of the profile dataset")
+    op: Operator = Field(description="the comparison")
+    value: Scalar | list[Scalar] = Field(
+        default=None,
+        description="a value, a list for in / not in / between, a period such as "
+        "'90 days' for in the last / before; none for is null / is not null",
+    )
+
+    @field_validator("op", mode="before")
+    @classmethod
+    def _spelling(cls, value: object) -> object:
+        return _normalize_operator(value)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return [_json_scalar(v) for v in value]
+        return _json_scalar(value)
+
+
+class AllGroup(_Node):
+    """``{all: [nodes]}``: profiles matching every node (AND; intersect for segments)."""
+
+    all: list[Node] = Field(min_length=1)
+
+
+class AnyGroup(_Node):
+    """``{any: [nodes]}``: profiles matching at least one node (OR; union for segments)."""
+
+    any: list[Node] = Field(min_length=1)
+
+
+class NotGroup(_Node):
+    """``{not: node}``: profiles not matching the node."""
+
+    not_: Node = Field(alias="not")
+
+
+class SegmentRef(_Node):
+    """``{segment: NAME}``: the members of another segment of the same dataset."""
+
+    segment: str = Field(min_length=1)
+
+    @field_validator("segment")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+_TAGS: dict[type[_Node], str] = {
+    Condition: "condition",
+    AllGroup: "all",
+    AnyGroup: "any",
+    NotGroup: "not",
+    SegmentRef: "segment",
+}
+_NODE_SHAPES = (
+    "{field: F, op: OP, value: V}, {all: [...]}, {any: [...]}, {not: rule} or {segment: NAME}"
+)
+
+
+def _node_tag(value: Any) -> str | None:
+    if isinstance(value, _Node):
+        return _TAGS[type(value)]
+    if not isinstance(value, dict):
+        return None
+    for key in ("all", "any", "not", "segment"):
+        if key in value:
+            return key
+    if "field" in value or "op" in value:
+        return "condition"
+    return None
+
+
+Node = Annotated[
+    Union[  # noqa: UP007 (a `|` union cannot carry the per-member tags)
+        Annotated[Condition, Tag("condition")],
+        Annotated[AllGroup, Tag("all")],
+        Annotated[AnyGroup, Tag("any")],
+        Annotated[NotGroup, Tag("not")],
+        Annotated[SegmentRef, Tag("segment")],
+    ],
+    Discriminator(
+        _node_tag,
+        custom_error_type="invalid_rule",
+        custom_error_message="not a rule",
+    ),
+]
+RuleNode = Condition | AllGroup | AnyGroup | NotGroup | SegmentRef
+
+for _model in (AllGroup, AnyGroup, NotGroup):
+    _model.model_rebuild()
+_ADAPTER: TypeAdapter[RuleNode] = TypeAdapter(Node)
+
+
+def rules_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a rule (one node, recursively), for editors and the web UI."""
+    schema = _ADAPTER.json_schema(by_alias=True)
+    schema["title"] = "audiencesync segment rule"
+    schema["description"] = f"One rule: {_NODE_SHAPES}, nested to any depth."
+    return schema
+
+
+# --- paths ---------------------------------------------------------------------------
+
+Path_ = tuple[str, ...]
+
+
+def format_path(path: Path_) -> str:
+    """``("any[0]", "all[1]")`` -> ``"any[0].all[1]"``; the root reads ``top``."""
+    return ".".join(path) if path else "top"
+
+
+def children(node: RuleNode) -> list[tuple[str, RuleNode]]:
+    """The direct sub-rules of ``node`` with their path step."""
+    match node:
+        case AllGroup():
+            return [(f"all[{i}]", child) for i, child in enumerate(node.all)]
+        case AnyGroup():
+            return [(f"any[{i}]", child) for i, child in enumerate(node.any)]
+        case NotGroup():
+            return [("not", node.not_)]
+        case _:
+            return []
+
+
+def walk(node: RuleNode, path: Path_ = ()) -> Iterator[tuple[Path_, RuleNode]]:
+    """Every node of the tree with its path, parents before children."""
+    yield path, node
+    for step, child in children(node):
+        yield from walk(child, (*path, step))
+
+
+def references(node: RuleNode) -> list[str]:
+    """Names of the segments ``node`` refers to directly, in order, each once."""
+    names: dict[str, None] = {}
+    for _, sub in walk(node):
+        if isinstance(sub, SegmentRef):
+            names[sub.segment] = None
+    return list(names)
+
+
+# --- reading and writing ------------------------------------------------------------
+
+
+def parse_rules(data: object) -> RuleNode:
+    """A rule from parsed YAML/JSON data; UserInputError lists every shape problem."""
+    if data is None:
+        raise UserInputError(f"the rules are empty: write one rule, {_NODE_SHAPES}.")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as error:
+        raise rules_error([_shape_problem(e) for e in error.errors()]) from None
+
+
+def dump_rules(node: RuleNode) -> dict[str, Any]:
+    """The JSON form of a rule, as stored in the control database."""
+    dumped: dict[str, Any] = _ADAPTER.dump_python(
+        node, mode="json", by_alias=True, exclude_defaults=True
+    )
+    return dumped
+
+
+def rules_to_yaml(node: RuleNode) -> str:
+    """A rule as YAML, the way a user would write it."""
+    return yaml.safe_dump(dump_rules(node), sort_keys=False, allow_unicode=True)
+
+
+def load_rules_text(text: str, *, source: str = "the rules") -> RuleNode:
+    """A rule from YAML or JSON text (JSON is read as JSON so its errors read right)."""
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith(("{", "[")) and source.lower().endswith(".json"):
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as error:
+        raise UserInputError(
+            f"{source} is not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{error.msg}): fix the file and retry."
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise UserInputError(
+            f"{source} is not valid YAML{where}: {problem}; fix the file and retry."
+        ) from None
+    return parse_rules(data)
+
+
+def load_rules_file(path: Path) -> RuleNode:
+    """A rule from a YAML (.yaml, .yml) or JSON (.json) file."""
+    if not path.exists():
+        raise UserInputError(f"the rules file {path} does not exist: check the path.")
+    if path.is_dir():
+        raise UserInputError(f"{path} is a folder: give the path of a YAML or JSON rules file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path.name} is not UTF-8 text: save it as UTF-8.") from None
+    except OSError as error:
+        raise UserInputError(f"{path} cannot be read ({error.strerror}).") from None
+    if not text.strip():
+        raise UserInputError(f"{path.name} is empty: write one rule, {_NODE_SHAPES}.")
+    return load_rules_text(text, source=path.name)
+
+
+# --- problems -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a rule, at a path such as ``any[0].all[1]``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = "the top-level rule" if self.path == "top" else f"rule {self.path}"
+        return f"{where}: {self.message}"
+
+
+def rules_error(problems: list[Problem], *, subject: str | None = None) -> UserInputError:
+    """One UserInputError listing every problem once, one per line.
+
+    ``subject`` (such as "segment 'x' no longer fits dataset 'd'") opens the message.
+    """
+    unique = list(dict.fromkeys(problems))
+    if len(unique) == 1:
+        return UserInputError(f"{subject}: {unique[0]}" if subject else f"{unique[0]}")
+    head = (
+        f"{subject}; {len(unique)} problems"
+        if subject
+        else f"the rules have {len(unique)} problems"
+    )
+    lines = "\n".join(f"  - {p}" for p in unique)
+    return UserInputError(f"{head}:\n{lines}")
+
+
+def _shape_problem(error: ErrorDetails) -> Problem:
+    loc = list(error["loc"])
+    steps: list[str] = []
+    key: str | None = None
+    i = 0
+    while i < len(loc):
+        tag = str(loc[i])
+        attr = loc[i + 1] if i + 1 < len(loc) else None
+        if tag in ("all", "any"):
+            if i + 2 < len(loc) and isinstance(loc[i + 2], int):
+                steps.append(f"{tag}[{loc[i + 2]}]")
+                i += 3
+                continue
+            key = tag
+            break
+        if tag == "not" and attr == "not":
+            steps.append("not")
+            i += 2
+            continue
+        key = None if attr is None else str(attr)
+        break
+    return Problem(format_path(tuple(steps)), _shape_message(error, key))
+
+
+def _shape_message(error: ErrorDetails, key: str | None) -> str:
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "invalid_rule":
+        return f"{_show(given)} is not a rule; write {_NODE_SHAPES}."
+    if kind == "missing":
+        return f"the condition has no {key!r}; write {{field: F, op: OP, value: V}}."
+    if kind == "extra_forbidden":
+        return f"unknown key {key!r}; a rule is one of {_NODE_SHAPES}."
+    if kind == "enum" and key == "op":
+        names = ", ".join(o.value for o in Operator)
+        return f"{_show(given)} is not an operator; use one of {names}."
+    if kind == "too_short" and key in ("all", "any"):
+        return f"the {key!r} group is empty; list at least one rule in it."
+    if kind == "list_type" and key in ("all", "any"):
+        return f"{key!r} must hold a list of rules, such as {key}: [rule, rule]."
+    if key == "value":
+        return f"the value {_show(given)} is not a single value or a list of values."
+    if key in ("field", "segment"):
+        return f"{key!r} must be a name (text), not {_show(given)}."
+    detail = error["msg"].rstrip(".")
+    return f"{key!r}: {detail}." if key else f"{detail}."
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --- periods for relative dates --------------------------------------------------------
+
+_UNITS = {
+    **dict.fromkeys(("minute", "minutes", "min", "mins"), "minutes"),
+    **dict.fromkeys(("hour", "hours", "h"), "hours"),
+    **dict.fromkeys(("day", "days", "d"), "days"),
+    **dict.fromkeys(("week", "weeks", "w"), "weeks"),
+}
+_PERIOD = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*(ago)?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span such as ``90 days``; ``ago`` records whether the user wrote it."""
+
+    amount: int
+    unit: str
+    ago: bool = False
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(**{self.unit: self.amount})
+
+    def __str__(self) -> str:
+        unit = self.unit if self.amount != 1 else self.unit.removesuffix("s")
+        return f"{self.amount} {unit}"
+
+
+def parse_period(value: object) -> Period | None:
+    """``"90 days"``, ``"12 hours"``, ``"2 weeks"``, ``"30 days ago"`` -> Period; else None."""
+    if not isinstance(value, str):
+        return None
+    match = _PERIOD.match(value)
+    if match is None:
+        return None
+    amount = int(match.group(1))
+    unit = _UNITS.get(match.group(2).lower())
+    if unit is None or amount < 1:
+        return None
+    return Period(amount, unit, ago=match.group(3) is not None)

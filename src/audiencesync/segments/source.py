@@ -1,0 +1,74 @@
+"""Opening a profile dataset as an Ibis table, wherever it lives.
+
+An imported dataset is read by an in-process DuckDB over its current Parquet file (no
+file lock, so any number of processes can evaluate at once); a linked table is read on
+its own engine through Ibis, so segments run where the data is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+from sqlalchemy import select
+
+from audiencesync.control.context import Context
+from audiencesync.control.models import Dataset
+from audiencesync.errors import NotFoundError
+from audiencesync.profiles import linked, store
+from audiencesync.segments.fields import FieldType, kind_of
+
+
+@dataclass(frozen=True)
+class ProfileSource:
+    """One dataset opened: its table, key column and the engine that reads it."""
+
+    dataset: str
+    kind: str
+    key: str
+    backend: Any
+    table: ir.Table
+
+    @property
+    def engine(self) -> str:
+        """The engine's name: ``duckdb``, ``postgres``..."""
+        return str(self.backend.name)
+
+    def columns(self) -> dict[str, str]:
+        """Field name -> DuckDB type name, read from the live table."""
+        return {name: linked.type_name(dtype) for name, dtype in self.table.schema().items()}
+
+    def field_types(self) -> dict[str, FieldType]:
+        return {n: FieldType(kind_of(d), d) for n, d in self.table.schema().items()}
+
+
+def dataset_row(ctx: Context, name: str) -> tuple[int, str, str]:
+    """``(id, kind, key column)`` of dataset ``name``, or NotFoundError."""
+    with ctx.db.session() as session:
+        row = session.scalar(select(Dataset).where(Dataset.name == name))
+        if row is None:
+            raise NotFoundError(
+                f"there is no profile dataset named {name!r}: see `audiencesync profiles list`."
+            )
+        return row.id, row.kind, row.key_column
+
+
+@contextmanager
+def open_source(ctx: Context, dataset: str) -> Iterator[ProfileSource]:
+    """The dataset's table, open for the duration of the block."""
+    _, kind, key = dataset_row(ctx, dataset)
+    if kind == linked.LINK:
+        with linked.open_linked(ctx, dataset) as (backend, table):
+            yield ProfileSource(dataset, kind, key, backend, table)
+        return
+    path = store.parquet_path(ctx, dataset)
+    backend = ibis.duckdb.connect()
+    try:
+        table = backend.read_parquet(path, table_name=dataset)
+        yield ProfileSource(dataset, kind, key, backend, table)
+    finally:
+        backend.disconnect()
