@@ -10,6 +10,7 @@ import typer
 
 from audiencesync import __version__
 from audiencesync.cli import audit_cmd, demo, emulator, profiles, users
+from audiencesync.cli import segments
 from audiencesync.cli.common import err_console, state
 from audiencesync.errors import AudiencesyncError
 from audiencesync.logs import configure_logging
@@ -61,6 +62,7 @@ app.command("init", help="Create the home folder and control database, and the f
 )
 app.add_typer(users.app, name="users")
 app.add_typer(profiles.app, name="profiles")
+app.add_typer(segments.app, name="segments")
 app.command("audit", help="Show who changed what, newest first.")(audit_cmd.audit)
 app.command("emulator", help="Run a local Snapchat Marketing API for tests and demos.")(
     emulator.run
