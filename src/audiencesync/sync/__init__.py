@@ -1,0 +1,1 @@
+"""The sync engine: connections, exports, runs (plan, push, confirm) and schedules."""
