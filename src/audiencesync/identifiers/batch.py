@@ -1,0 +1,398 @@
+"""Normalize and hash a whole column at once, for the export engine.
+
+The rules are those of :mod:`audiencesync.identifiers.scalar`; this module applies them
+with Arrow compute kernels to every value that is plain ASCII (nearly all of them) and
+hands the rest to the scalar code, so both give the same answer for every value.
+SHA-256 runs in an in-process DuckDB over the Arrow array without copying it.
+
+Non-ASCII values go to Python because lowercasing and trimming are only unambiguous in
+ASCII: Arrow, DuckDB and Python each follow their own Unicode tables. Phones that need a
+default country go to Python too: only ``phonenumbers`` knows national dialling rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audiencesync.errors import UserInputError
+from audiencesync.identifiers import phones
+from audiencesync.identifiers.model import REASONS, Normalized, RejectReason
+from audiencesync.identifiers.scalar import (
+    ASCII_WHITESPACE,
+    MAX_IDENTIFIER_CHARS,
+    ZERO_MAID,
+    _normalize,
+    parse_kind,
+)
+from audiencesync.types import IdentifierType
+
+# RE2 patterns over values already trimmed, lowercased and known to be ASCII; they
+# accept exactly what the scalar module's patterns accept on such values.
+_NOT_SPACE_OR_AT = r"[^@\t\n\x0b\x0c\r\x1c-\x1f ]"
+_EMAIL = rf"^{_NOT_SPACE_OR_AT}+@{_NOT_SPACE_OR_AT}*\.{_NOT_SPACE_OR_AT}*$"
+_HEX64 = r"^[0-9a-f]{64}$"
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_PLUS_FIRST = r"^[^0-9+]*\+"
+
+_CODE = {reason: index for index, reason in enumerate(REASONS)}
+_REASON_NAMES = pa.array([reason.value for reason in REASONS], pa.string())
+_NO_CODE = pa.scalar(None, pa.int8())
+_NO_TEXT = pa.scalar(None, pa.string())
+
+_local = threading.local()
+
+
+@dataclass(frozen=True, slots=True)
+class HashedBatch:
+    """Hashes of a column of identifiers, in input order.
+
+    ``hashes`` (Arrow ``string``) holds the 64-hex SHA-256 of each accepted value and
+    null where the value was rejected; ``reasons`` (Arrow ``string``) holds the
+    :class:`RejectReason` code of each rejected value and null where it was accepted.
+    Both have the input's length. ``rejected`` counts rejects by reason (non-zero only).
+    """
+
+    kind: IdentifierType
+    hashes: pa.Array
+    reasons: pa.Array
+    accepted: int
+    prehashed: int
+    rejected: Mapping[RejectReason, int]
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+def hash_batch(
+    kind: IdentifierType | str,
+    values: pa.Array | pa.ChunkedArray | Sequence[str | None],
+    *,
+    default_country: str | None = None,
+    raw: bool = False,
+) -> HashedBatch:
+    """Normalize and hash every value of ``values`` as :func:`normalize` would.
+
+    ``values`` is an Arrow string array (or chunked array; large strings, string views,
+    dictionary-encoded strings, binary and integer columns are converted), or a Python
+    sequence of ``str`` / ``None``. No value makes this raise: bad ones are rejected
+    with a reason. Raises :class:`UserInputError` for an unknown ``kind`` or
+    ``default_country``, or a column type that cannot hold text.
+    """
+    identifier_type = parse_kind(kind)
+    region = phones.check_default_country(default_country) if default_country else None
+    hashes: list[pa.Array] = []
+    codes: list[pa.Array] = []
+    prehashed = 0
+    for chunk, invalid in _string_chunks(values, identifier_type):
+        chunk_hashes, chunk_codes, chunk_prehashed = _hash_chunk(
+            identifier_type, chunk, region, raw
+        )
+        if invalid is not None:
+            chunk_codes = pc.if_else(
+                invalid, pa.scalar(_CODE[RejectReason.INVALID_TEXT], pa.int8()), chunk_codes
+            )
+        hashes.append(chunk_hashes)
+        codes.append(chunk_codes)
+        prehashed += chunk_prehashed
+    all_hashes = _concat(hashes, pa.string())
+    all_codes = _concat(codes, pa.int8())
+    rejected = {
+        REASONS[item["values"].as_py()]: item["counts"].as_py()
+        for item in pc.value_counts(all_codes.drop_null())
+    }
+    return HashedBatch(
+        kind=identifier_type,
+        hashes=all_hashes,
+        reasons=pc.take(_REASON_NAMES, all_codes),
+        accepted=all_codes.null_count,
+        prehashed=prehashed,
+        rejected=dict(sorted(rejected.items(), key=lambda item: REASONS.index(item[0]))),
+    )
+
+
+def _concat(arrays: list[pa.Array], arrow_type: pa.DataType) -> pa.Array:
+    if not arrays:
+        return pa.array([], arrow_type)
+    if len(arrays) == 1:
+        return arrays[0]
+    return pa.concat_arrays(arrays)
+
+
+# --- input: whatever the caller has, as Arrow string arrays ---------------------------
+
+
+def _string_chunks(
+    values: pa.Array | pa.ChunkedArray | Sequence[str | None], kind: IdentifierType
+) -> list[tuple[pa.Array, pa.Array | None]]:
+    """``(strings, invalid mask or None)`` per chunk; invalid rows hold null strings."""
+    if isinstance(values, pa.ChunkedArray):
+        return [_string_array(chunk, kind) for chunk in values.chunks]
+    if isinstance(values, pa.Array):
+        return [_string_array(values, kind)]
+    if isinstance(values, str | bytes):
+        raise TypeError("hash_batch() takes a sequence of values, not one string")
+    return [_from_python(values)]
+
+
+def _string_array(array: pa.Array, kind: IdentifierType) -> tuple[pa.Array, pa.Array | None]:
+    arrow_type = array.type
+    if pa.types.is_dictionary(arrow_type):
+        return _string_array(array.dictionary_decode(), kind)
+    if pa.types.is_string(arrow_type):
+        return array, None
+    if (
+        pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+        or pa.types.is_null(arrow_type)
+        or pa.types.is_integer(arrow_type)
+    ):
+        return array.cast(pa.string()), None
+    if (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_binary_view(arrow_type)
+    ):
+        try:
+            return array.cast(pa.string()), None
+        except pa.ArrowInvalid:
+            texts = [_decode(item) for item in array.to_pylist()]
+            return _from_python(texts)
+    raise UserInputError(
+        f"a column of type {arrow_type} cannot hold {kind} identifiers: map a text column."
+    )
+
+
+def _from_python(values: Sequence[Any]) -> tuple[pa.Array, pa.Array | None]:
+    try:
+        return pa.array(values, pa.string()), None
+    except (pa.ArrowException, UnicodeEncodeError, TypeError, ValueError):
+        # A lone surrogate or a non-string somewhere: find them one by one.
+        pass
+    good = [value if _is_text(value) else None for value in values]
+    invalid = [value is not None and not _is_text(value) for value in values]
+    return pa.array(good, pa.string()), pa.array(invalid, pa.bool_())
+
+
+def _is_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _decode(item: bytes | None) -> str | None:
+    # surrogateescape keeps undecodable bytes as lone surrogates: rejected as invalid_text.
+    return None if item is None else item.decode("utf-8", "surrogateescape")
+
+
+# --- the vectorized rules -------------------------------------------------------------
+
+
+def _hash_chunk(
+    kind: IdentifierType, values: pa.Array, region: str | None, raw: bool
+) -> tuple[pa.Array, pa.Array, int]:
+    """``(hashes, int8 reason codes, number pre-hashed)`` for one string array."""
+    if len(values) == 0:
+        return pa.array([], pa.string()), pa.array([], pa.int8()), 0
+    ascii_only = pc.string_is_ascii(values)
+    to_python = pc.invert(pc.fill_null(ascii_only, True))
+    trimmed = pc.ascii_trim(values, ASCII_WHITESPACE)
+    length = pc.binary_length(trimmed)
+    empty = pc.fill_null(pc.equal(length, 0), True)
+    too_long = pc.fill_null(pc.greater(length, MAX_IDENTIFIER_CHARS), False)
+    ordinary = pc.and_(pc.fill_null(ascii_only, False), pc.invert(pc.or_(empty, too_long)))
+    # Trimmed, lowercased ASCII of 1..MAX characters; null for every other row.
+    candidates = pc.if_else(ordinary, pc.ascii_lower(trimmed), _NO_TEXT)
+    if raw:
+        prehashed = pa.repeat(False, len(values))
+    else:
+        prehashed = pc.fill_null(pc.match_substring_regex(candidates, _HEX64), False)
+    unhashed = pc.if_else(prehashed, _NO_TEXT, candidates)
+
+    if kind is IdentifierType.EMAIL:
+        normalized, kind_codes, more_python = _emails(unhashed)
+    elif kind is IdentifierType.PHONE:
+        normalized, kind_codes, more_python = _phones(unhashed, region)
+    else:
+        normalized, kind_codes, more_python = _maids(unhashed)
+    if more_python is not None:
+        to_python = pc.or_(to_python, more_python)
+
+    codes = pc.case_when(
+        pc.make_struct(to_python, empty, too_long, prehashed, field_names=list("ABCD")),
+        _NO_CODE,
+        _int8(RejectReason.EMPTY),
+        _int8(RejectReason.TOO_LONG),
+        _NO_CODE,
+        kind_codes,
+    )
+    given = pc.if_else(prehashed, candidates, _NO_TEXT)
+    to_hash = pc.if_else(to_python, _NO_TEXT, normalized)
+    prehashed_count = int(pc.sum(prehashed).as_py() or 0)
+
+    if pc.any(to_python).as_py():
+        codes, given, python_prehashed = _in_python(
+            kind, values, to_python, codes, given, region, raw
+        )
+        prehashed_count += python_prehashed
+    hashes = pc.coalesce(_sha256(to_hash), given)
+    return hashes, codes, prehashed_count
+
+
+def _int8(reason: RejectReason) -> pa.Scalar:
+    return pa.scalar(_CODE[reason], pa.int8())
+
+
+def _rejected_where(
+    accepted: pa.Array, reason: pa.Array | pa.Scalar, candidates: pa.Array
+) -> pa.Array:
+    """The reason code on candidate rows that were not accepted; null elsewhere."""
+    rejected = pc.and_(pc.is_valid(candidates), pc.invert(accepted))
+    return pc.if_else(rejected, reason, _NO_CODE)
+
+
+def _emails(candidates: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+    accepted = pc.fill_null(pc.match_substring_regex(candidates, _EMAIL), False)
+    normalized = pc.if_else(accepted, candidates, _NO_TEXT)
+    return normalized, _rejected_where(accepted, _int8(RejectReason.NOT_AN_EMAIL), candidates), None
+
+
+def _maids(candidates: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+    accepted = pc.and_(
+        pc.fill_null(pc.match_substring_regex(candidates, _UUID), False),
+        pc.fill_null(pc.not_equal(candidates, ZERO_MAID), False),
+    )
+    normalized = pc.if_else(accepted, candidates, _NO_TEXT)
+    return normalized, _rejected_where(accepted, _int8(RejectReason.MAID_INVALID), candidates), None
+
+
+def _phones(candidates: pa.Array, region: str | None) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+    digits = pc.replace_substring_regex(candidates, r"[^0-9]+", "")
+    no_digits = pc.fill_null(pc.equal(digits, ""), False)
+    plus = pc.fill_null(pc.match_substring_regex(candidates, _PLUS_FIRST), False)
+    double_zero = pc.fill_null(pc.starts_with(digits, "00"), False)
+    international = pc.or_(plus, double_zero)
+    whole = pc.if_else(
+        pc.and_(double_zero, pc.invert(plus)), pc.utf8_slice_codeunits(digits, 2), digits
+    )
+    e164 = _vector_e164(whole)
+    accepted = pc.is_valid(e164)
+    more_python = None
+    if region is None:
+        reason = pc.if_else(
+            international,
+            _int8(RejectReason.PHONE_INVALID),
+            _int8(RejectReason.PHONE_NO_COUNTRY_CODE),
+        )
+    else:
+        # Digits that already start with the default country's code are taken as whole
+        # here; every other national number needs phonenumbers, in Python.
+        own_code = pc.fill_null(pc.starts_with(digits, phones.calling_code(region)), False)
+        local_ok = pc.and_(own_code, accepted)
+        national = pc.and_(pc.is_valid(candidates), pc.invert(pc.or_(international, no_digits)))
+        more_python = pc.and_(national, pc.invert(local_ok))
+        accepted = pc.and_(accepted, pc.invert(more_python))
+        reason = _int8(RejectReason.PHONE_INVALID)
+    reason = pc.if_else(no_digits, _int8(RejectReason.PHONE_INVALID), reason)
+    normalized = pc.if_else(accepted, e164, _NO_TEXT)
+    return normalized, _rejected_where(accepted, reason, candidates), more_python
+
+
+def _vector_e164(digits: pa.Array) -> pa.Array:
+    """:func:`phones.to_e164` over an array (null in, or no number, gives null)."""
+    tables = phones.phone_tables()
+    keys = pa.array(tables.possible_keys(), pa.string())
+    result: pa.Array | None = None
+    for size in (1, 2, 3):
+        codes_here = tables.codes_of_length(size)
+        code = pc.utf8_slice_codeunits(digits, 0, size)
+        known = pc.is_in(code, value_set=pa.array(codes_here, pa.string()))
+        trunk_zero = pc.is_in(
+            code,
+            value_set=pa.array([c for c in codes_here if c in tables.trunk_zero], pa.string()),
+        )
+        national = pc.utf8_slice_codeunits(digits, size)
+        drop_zero = pc.and_(trunk_zero, pc.fill_null(pc.starts_with(national, "0"), False))
+        national = pc.if_else(drop_zero, pc.utf8_slice_codeunits(digits, size + 1), national)
+        still_zero = pc.and_(trunk_zero, pc.fill_null(pc.starts_with(national, "0"), False))
+        key = pc.binary_join_element_wise(
+            code, pc.cast(pc.binary_length(national), pa.string()), ":"
+        )
+        ok = pc.and_(
+            pc.and_(known, pc.invert(still_zero)),
+            pc.fill_null(pc.is_in(key, value_set=keys), False),
+        )
+        candidate = pc.if_else(ok, pc.binary_join_element_wise(code, national, ""), _NO_TEXT)
+        result = candidate if result is None else pc.coalesce(result, candidate)
+    return result
+
+
+# --- the rare values, in Python -------------------------------------------------------
+
+
+def _in_python(
+    kind: IdentifierType,
+    values: pa.Array,
+    mask: pa.Array,
+    codes: pa.Array,
+    given: pa.Array,
+    region: str | None,
+    raw: bool,
+) -> tuple[pa.Array, pa.Array, int]:
+    """Codes and given hashes with the masked rows decided by the scalar rules."""
+    positions = pc.indices_nonzero(mask)
+    # Through binary: a string array read from elsewhere may hold invalid UTF-8.
+    texts = [_decode(item) for item in values.take(positions).cast(pa.binary()).to_pylist()]
+    row_codes: list[int | None] = []
+    row_hashes: list[str | None] = []
+    prehashed = 0
+    for text in texts:
+        outcome = _normalize(kind, text, region, raw)
+        if isinstance(outcome, Normalized):
+            row_codes.append(None)
+            row_hashes.append(outcome.hash)
+            prehashed += outcome.prehashed
+        else:
+            row_codes.append(_CODE[outcome.reason])
+            row_hashes.append(None)
+    codes = pc.replace_with_mask(codes, mask, pa.array(row_codes, pa.int8()))
+    given = pc.replace_with_mask(given, mask, pa.array(row_hashes, pa.string()))
+    return codes, given, prehashed
+
+
+# --- SHA-256 in DuckDB ----------------------------------------------------------------
+
+
+def _sha256(texts: pa.Array) -> pa.Array:
+    """SHA-256 hex of each non-null string (null stays null), computed by DuckDB."""
+    if texts.null_count == len(texts):
+        return pa.nulls(len(texts), pa.string())
+    relation = _duckdb().from_arrow(pa.table({"v": texts})).project("sha256(v) AS h")
+    column = relation.to_arrow_table().column("h")
+    hashes = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return hashes if hashes.type == pa.string() else hashes.cast(pa.string())
+
+
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    # One in-memory connection per thread: a DuckDB connection is not shared safely.
+    connection: duckdb.DuckDBPyConnection | None = getattr(_local, "connection", None)
+    if connection is None:
+        connection = duckdb.connect(":memory:")
+        _local.connection = connection
+    return connection
