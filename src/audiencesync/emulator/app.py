@@ -272,7 +272,9 @@ class Emulator:
             return snap_error(500, "internal error (injected)", "E5000")
         if fault is ScriptedFault.UNAVAILABLE:
             # Maintenance pages are not JSON: clients must not need the body.
-            return Response("Service temporarily unavailable (maintenance)", 503)
+            return Response(
+                "Service temporarily unavailable (maintenance)", 503, media_type="text/plain"
+            )
         handler: ApiHandler = route.handler  # type: ignore[assignment]
         try:
             return await handler(self, call, user)

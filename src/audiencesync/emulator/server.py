@@ -14,7 +14,9 @@ from audiencesync.emulator.app import Emulator
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket; port 0 picks a free one (read it from ``getsockname()``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted connections; without
+    # it Nagle and delayed ACKs add ~40 ms to every keep-alive request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
