@@ -10,6 +10,7 @@ end, each segment's size is recorded in its history.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from datetime import datetime
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import UserInputError
-from audiencesync.profiles.store import RESERVED_PREFIX, closest
+from audiencesync.profiles.store import RESERVED_PREFIX
 from audiencesync.segments.evaluation import prepare, record_evaluation
 from audiencesync.segments.service import check_segment_name
 from audiencesync.segments.validation import suggest
@@ -108,7 +109,7 @@ def stream_members(
             if field.startswith(RESERVED_PREFIX) or field not in columns:
                 raise UserInputError(
                     f"dataset {source.dataset!r} has no field {field!r}; "
-                    f"{suggest(closest(field, columns))}"
+                    f"{suggest(field, columns)}"
                 )
         segments = prepared.segments
         predicates = [prepared.compiler.predicate(s.rules) for s in segments]
@@ -133,7 +134,7 @@ def stream_members(
 
     def batches() -> Iterator[pa.RecordBatch]:
         sizes = [0] * len(segments)
-        for batch in reader:
+        for batch in _read(reader):
             if flags:
                 for i, flag in enumerate(flags):
                     sizes[i] += int(pc.sum(batch.column(flag)).as_py() or 0)
@@ -148,6 +149,21 @@ def stream_members(
             )
 
     return MemberStream(schema, batches(), stack)
+
+
+def _read(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        # DuckDB 1.5 flags the fetch call Ibis 12 streams with as deprecated, and fails
+        # outright when warnings are errors; the call is the one that streams, so keep it.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r"fetch_\w+\(\) is deprecated", category=DeprecationWarning
+            )
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+        yield batch
 
 
 def members(

@@ -260,7 +260,12 @@ def parse_rules(data: object) -> RuleNode:
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as error:
-        raise rules_error([_shape_problem(e) for e in error.errors()]) from None
+        # A union reports one error per member type: keep the first per rule and key.
+        first: dict[tuple[str, str | None], Problem] = {}
+        for detail in error.errors():
+            path, key = _locate(detail)
+            first.setdefault((path, key), Problem(path, _shape_message(detail, key)))
+        raise rules_error(list(first.values())) from None
 
 
 def dump_rules(node: RuleNode) -> dict[str, Any]:
@@ -348,7 +353,8 @@ def rules_error(problems: list[Problem], *, subject: str | None = None) -> UserI
     return UserInputError(f"{head}:\n{lines}")
 
 
-def _shape_problem(error: ErrorDetails) -> Problem:
+def _locate(error: ErrorDetails) -> tuple[str, str | None]:
+    """The path of the rule an error is about, and the key within it (if any)."""
     loc = list(error["loc"])
     steps: list[str] = []
     key: str | None = None
@@ -369,7 +375,7 @@ def _shape_problem(error: ErrorDetails) -> Problem:
             continue
         key = None if attr is None else str(attr)
         break
-    return Problem(format_path(tuple(steps)), _shape_message(error, key))
+    return format_path(tuple(steps)), key
 
 
 def _shape_message(error: ErrorDetails, key: str | None) -> str:

@@ -30,7 +30,7 @@ from audiencesync.control.models import (
 )
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import ConflictError, UserInputError
-from audiencesync.profiles.store import check_dataset_name, closest
+from audiencesync.profiles.store import check_dataset_name
 from audiencesync.segments.evaluation import (
     missing_segment,
     prepare,
@@ -416,7 +416,7 @@ def count_segment(
     with prepare(ctx, [check_segment_name(name)], now=now) as prepared:
         segment = prepared.segments[0]
         table = prepared.source.table
-        size = int(table.count(where=prepared.compiler.predicate(segment.rules)).execute())
+        size = int(table.count(where=prepared.compiler.predicate(segment.rules)).to_pyarrow().as_py())
         engine = prepared.source.engine
     record_evaluation(ctx, segment.id, kind="count", size=size, started=started, actor=actor.name)
     return CountResult(segment.name, size, time.perf_counter() - started, engine)
@@ -446,10 +446,10 @@ def preview_segment(
             if field not in names:
                 raise UserInputError(
                     f"dataset {source.dataset!r} has no field {field!r}; "
-                    f"{suggest(closest(field, names))}"
+                    f"{suggest(field, names)}"
                 )
         predicate = prepared.compiler.predicate(segment.rules)
-        size = int(table.count(where=predicate).execute())
+        size = int(table.count(where=predicate).to_pyarrow().as_py())
         rows = table.filter(predicate).order_by(source.key).select(*chosen).limit(limit)
         result: pa.Table = rows.to_pyarrow()
     record_evaluation(ctx, segment.id, kind="preview", size=size, started=started, actor=actor.name)

@@ -8,10 +8,10 @@ segment over another dataset, and a reference that leads back to the segment (a 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from audiencesync.profiles.store import closest
 from audiencesync.segments.fields import BadValueError, FieldType, field_type, read_value
 from audiencesync.segments.rules import (
     LIST_OPERATORS,
@@ -67,7 +67,7 @@ def _check_condition(
     where = format_path(path)
     field = condition.field
     if field not in types:
-        hint = suggest(closest(field, sorted(types)))
+        hint = suggest(field, list(types))
         return [Problem(where, f"dataset {dataset!r} has no field {field!r}; {hint}")]
     ftype = types[field]
     op = condition.op
@@ -179,15 +179,22 @@ def _check_reference(
     return []
 
 
-def suggest(hint: str) -> str:
-    """``closest()``'s phrase as the end of a sentence: a question when it guesses."""
-    return f"{hint}?" if hint.startswith("did you mean") else f"{hint}."
+def suggest(name: str, candidates: Sequence[str], *, noun: str = "fields") -> str:
+    """The end of a sentence pointing at what ``name`` was probably meant to be."""
+    near = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    if not near:
+        lowered = {c.lower(): c for c in candidates}
+        near = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=3)]
+    if near:
+        return f"did you mean {' or '.join(near)}?"
+    shown = ", ".join(sorted(candidates)[:8])
+    return f"{noun} are {shown}{', ...' if len(candidates) > 8 else '.'}"
 
 
 def _segment_hint(name: str, known: Sequence[str]) -> str:
     if not known:
         return "this dataset has no segments yet; create that segment first."
-    return suggest(closest(name, list(known)).replace("columns are", "its dataset's segments are"))
+    return suggest(name, known, noun="its dataset's segments")
 
 
 def _path_back(start: str, goal: str, catalog: Mapping[str, SegmentInfo]) -> list[str] | None:
