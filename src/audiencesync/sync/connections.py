@@ -322,19 +322,3 @@ def get_connection(ctx: Context, actor: Actor, name: str) -> ConnectionView:
                 f"there is no connection named {name!r}: see `audiencesync connections list`."
             )
         return _view(session, actor, row)
-
-
-def usable_row(session: Session, actor: Actor, name: str) -> Connection:
-    """The connection ``name`` if ``actor`` may put exports on it, else a clear refusal."""
-    require(actor, Action.EDIT_EXPORTS)
-    row = get_row(session, name)
-    if not may_use(actor, row):
-        if not _visible(actor, row):
-            raise NotFoundError(
-                f"there is no connection named {name!r}: see `audiencesync connections list`."
-            )
-        raise PermissionDeniedError(
-            f"connection {name!r} is for administrators only: ask an administrator to share it "
-            "with contributors."
-        )
-    return row
