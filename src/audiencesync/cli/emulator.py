@@ -48,7 +48,9 @@ def run(
     ] = defaults.DEFAULT_CLIENT_SECRET,
     redirect_uri: Annotated[
         list[str] | None,
-        typer.Option("--redirect-uri", help="A registered redirect URI (repeatable)."),
+        typer.Option(
+            "--redirect-uri", metavar="URI", help="A registered redirect URI (repeatable)."
+        ),
     ] = None,
     allow_loopback_redirects: Annotated[
         bool,

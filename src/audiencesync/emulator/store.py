@@ -3,8 +3,8 @@ segments and their members. No HTTP here: handlers call these methods and turn
 :class:`SnapError` and :class:`OAuthError` into answers.
 
 Everything runs on the server's one event-loop thread, so nothing here locks.
-Members are stored per schema as sets of 32-byte SHA-256 digests (about 100 bytes per
-member with the set's overhead, against about 150 for hex strings).
+Members are stored per schema as sets of 32-byte SHA-256 digests, not hex strings: a
+32-byte ``bytes`` takes about 40% less memory than a 64-character ``str``.
 """
 
 from __future__ import annotations

@@ -236,14 +236,22 @@ def running_emulator(**config: Any) -> Iterator[EmulatorHandle]:
 class EmulatorProcess(EmulatorHandle):
     """An emulator in its own process; stop it with :meth:`stop` or a ``with`` block."""
 
-    def __init__(self, process: subprocess.Popen[str], base_url: str) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], base_url: str, pump: threading.Thread
+    ) -> None:
         self.process = process
-        super().__init__(base_url)
+        self._pump = pump
+        try:
+            super().__init__(base_url)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = 15.0) -> int:
         """Ctrl-C the process (it writes its snapshot), kill it after ``timeout``; its
         exit code."""
-        self.close()
+        if hasattr(self, "_http"):
+            self.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -251,6 +259,9 @@ class EmulatorProcess(EmulatorHandle):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._pump.join(timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
     def __enter__(self) -> Self:
@@ -286,14 +297,21 @@ def start_emulator_process(
             lines.put(line)
         lines.put("")
 
-    threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    pumping = threading.Thread(target=pump, args=(process.stdout,), daemon=True)
+    pumping.start()
+
+    def fail(message: str) -> RuntimeError:
+        process.kill()
+        process.wait()
+        pumping.join()
+        process.stdout.close()  # type: ignore[union-attr]
+        return RuntimeError(message)
+
     try:
         first = lines.get(timeout=timeout)
     except queue.Empty:
-        process.kill()
-        raise RuntimeError(f"the emulator printed nothing within {timeout} s") from None
+        raise fail(f"the emulator printed nothing within {timeout} s") from None
     found = _LISTENING.search(first)
     if found is None:
-        process.kill()
-        raise RuntimeError(f"the emulator did not start: {first.strip() or 'it exited'}")
-    return EmulatorProcess(process, found.group(1))
+        raise fail(f"the emulator did not start: {first.strip() or 'it exited'}")
+    return EmulatorProcess(process, found.group(1), pumping)
