@@ -8,11 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audiencesync.cli import runs
 from audiencesync.cli.common import actor, console, opened
 from audiencesync.sync import exports as service
 from audiencesync.sync.exports import ExportSpec, ExportView
 
 app = typer.Typer(help="Send segments to Snapchat audiences.", no_args_is_help=True)
+app.command("run", help="Run an export now, with a progress bar, and print the summary.")(
+    runs.run_export
+)
+app.command("clear", help="Empty the export's Snapchat audience and reset its snapshot.")(
+    runs.clear_export
+)
 
 Segments = Annotated[
     list[str] | None, typer.Option("--segment", help="Segment to export (repeatable).")

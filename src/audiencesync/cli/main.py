@@ -9,8 +9,17 @@ from typing import Annotated
 import typer
 
 from audiencesync import __version__
-from audiencesync.cli import audit_cmd, demo, emulator, profiles, users
-from audiencesync.cli import segments
+from audiencesync.cli import (
+    audit_cmd,
+    connections,
+    demo,
+    emulator,
+    exports,
+    profiles,
+    runs,
+    segments,
+    users,
+)
 from audiencesync.cli.common import err_console, state
 from audiencesync.errors import AudiencesyncError
 from audiencesync.logs import configure_logging
@@ -67,6 +76,9 @@ app.command("audit", help="Show who changed what, newest first.")(audit_cmd.audi
 app.command("emulator", help="Run a local Snapchat Marketing API for tests and demos.")(
     emulator.run
 )
+app.add_typer(connections.app, name="connections")
+app.add_typer(exports.app, name="exports")
+app.add_typer(runs.app, name="runs")
 app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 
 

@@ -186,6 +186,9 @@ async def create_segment(emulator: Emulator, call: Call) -> Response:
     ad_account_id = body.get("ad_account_id", AD_ACCOUNT_ID)
     if ad_account_id not in emulator.store.ad_accounts:
         raise ControlError(f"unknown ad account {ad_account_id!r}", 404)
+    # Audiences of other kinds (lookalikes, pixel, engagement) exist in real ad accounts,
+    # made in Ads Manager; the API creates only customer lists, this endpoint any kind.
+    source_type = str(body.pop("source_type", "FIRST_PARTY"))
     fields = {
         "name": "Emulator segment",
         "source_type": "FIRST_PARTY",
@@ -197,6 +200,7 @@ async def create_segment(emulator: Emulator, call: Call) -> Response:
         segment = emulator.store.create_segment(ad_account_id, checked)
     except SnapError as error:
         raise ControlError(error.message) from None
+    segment.source_type = source_type
     return json_response(emulator.store.segment_json(segment))
 
 

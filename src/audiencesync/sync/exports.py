@@ -106,7 +106,7 @@ class ExportView:
         return "enabled" if self.enabled else "disabled"
 
 
-def identifier_fields(spec: ExportSpec | ExportView) -> dict[IdentifierType, str]:
+def identifier_fields(spec: ExportSpec | ExportView | Export) -> dict[IdentifierType, str]:
     """The mapped identifier fields, by type."""
     mapped = {
         IdentifierType.EMAIL: spec.email_field,

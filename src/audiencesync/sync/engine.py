@@ -1,0 +1,379 @@
+"""One run of an export: members -> identifiers -> plan -> push -> confirm -> read back.
+
+1. The union of the export's segments is streamed (each profile once) with the mapped
+   identifier fields; each field is normalized and hashed; rejects are counted by reason
+   with up to 100 (profile key, reason) samples, never a value.
+2. The hashed set is diffed against the confirmed snapshot with DuckDB anti-joins: adds,
+   and in mirror mode removals. ``full`` re-sends every current identifier.
+3. Batches of at most the destination's limit, one identifier type each, go out from a
+   small thread pool; every acknowledged batch is journaled at once, so a run killed at
+   any instant is resumed by the next run with nothing lost.
+4. The audience is read back and stored with the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from audiencesync.control.context import Context
+from audiencesync.destinations.base import BatchResult, Destination
+from audiencesync.errors import (
+    AudiencesyncError,
+    DestinationError,
+    ReauthenticationRequiredError,
+)
+from audiencesync.identifiers import hash_batch
+from audiencesync.segments.membership import KEY_COLUMN, stream_members
+from audiencesync.sync.snapshot import ADD, REMOVE, SCHEMA, Snapshot
+from audiencesync.types import IdentifierType
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES_PER_REASON = 100
+MEMBER_BATCH_ROWS = 250_000
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """What the engine needs to know of an export for one run."""
+
+    export_id: int
+    audience_id: str
+    segments: tuple[str, ...]
+    fields: dict[IdentifierType, str]
+    default_country: str | None
+    mirror: bool
+    dry_run: bool = False
+    full: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """Counters and errors of a run, updated as it goes (read by progress reporters)."""
+
+    phase: str = "starting"
+    members: int = 0
+    identifiers: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+    reject_samples: dict[str, list[list[str]]] = field(default_factory=dict)
+    planned_adds: dict[str, int] = field(default_factory=dict)
+    planned_removes: dict[str, int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    resent: int = 0
+    failed: int = 0
+    requests: int = 0
+    bytes_sent: int = 0
+    batches_done: int = 0
+    batches_total: int = 0
+    errors: list[str] = field(default_factory=list)
+    audience: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+    fatal: bool = False
+
+    @property
+    def to_send(self) -> int:
+        return sum(self.planned_adds.values()) + sum(self.planned_removes.values())
+
+    @property
+    def sent(self) -> int:
+        return sum(self.added.values()) + sum(self.removed.values())
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "members": self.members,
+            "identifiers": dict(self.identifiers),
+            "rejected": {k: dict(v) for k, v in self.rejected.items()},
+            "planned_adds": dict(self.planned_adds),
+            "planned_removes": dict(self.planned_removes),
+            "added": dict(self.added),
+            "removed": dict(self.removed),
+            "resent": self.resent,
+            "failed": self.failed,
+            "requests": self.requests,
+            "bytes_sent": self.bytes_sent,
+        }
+
+    def progress(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "done": self.sent,
+            "total": self.to_send,
+            "batches_done": self.batches_done,
+            "batches_total": self.batches_total,
+        }
+
+    def status(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.fatal or (self.errors and self.sent == 0 and self.to_send > 0):
+            return "failed"
+        if self.errors:
+            return "partially_succeeded"
+        return "succeeded"
+
+
+Reporter = Callable[[RunOutcome], None]
+CancelCheck = Callable[[], bool]
+
+
+def _work_dir(snapshot: Snapshot, run_id: int) -> Path:
+    path = snapshot.root / "runs" / str(run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def collect_identifiers(
+    ctx: Context, run: RunInput, target: Path, outcome: RunOutcome, report: Reporter
+) -> None:
+    """Stream members, hash each mapped field, write (type, hash) rows to ``target``."""
+    outcome.phase = "reading members"
+    report(outcome)
+    fields = list(dict.fromkeys(run.fields.values()))
+    writer = pq.ParquetWriter(target, SCHEMA, compression="lz4")
+    try:
+        with stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream:
+            for batch in stream:
+                outcome.members += batch.num_rows
+                keys = batch.column(KEY_COLUMN)
+                for kind, name in run.fields.items():
+                    hashed = hash_batch(
+                        kind, batch.column(name), default_country=run.default_country
+                    )
+                    accepted = hashed.hashes.drop_null()
+                    outcome.identifiers[kind.value] = outcome.identifiers.get(kind.value, 0) + len(
+                        accepted
+                    )
+                    if hashed.rejected:
+                        _count_rejects(outcome, kind, keys, hashed.reasons, hashed.rejected)
+                    if len(accepted):
+                        writer.write_table(
+                            pa.table(
+                                {
+                                    "type": pa.array([kind.value] * len(accepted), pa.string()),
+                                    "hash": accepted,
+                                },
+                                schema=SCHEMA,
+                            )
+                        )
+                report(outcome)
+    finally:
+        writer.close()
+
+
+def _count_rejects(
+    outcome: RunOutcome,
+    kind: IdentifierType,
+    keys: pa.Array,
+    reasons: pa.Array,
+    counted: Any,
+) -> None:
+    per_kind = outcome.rejected.setdefault(kind.value, {})
+    for reason, number in counted.items():
+        per_kind[str(reason)] = per_kind.get(str(reason), 0) + int(number)
+        samples = outcome.reject_samples.setdefault(str(reason), [])
+        room = MAX_SAMPLES_PER_REASON - len(samples)
+        if room <= 0:
+            continue
+        where = pc.equal(reasons, pa.scalar(str(reason)))
+        picked = pc.filter(keys, where).slice(0, room)
+        samples.extend([str(key), kind.value] for key in picked.to_pylist())
+
+
+def plan(
+    snapshot: Snapshot, current: Path, work: Path, run: RunInput, outcome: RunOutcome
+) -> list[tuple[str, IdentifierType, Path]]:
+    """Diff the current identifiers against the confirmed snapshot; the batch files."""
+    outcome.phase = "planning"
+    con = duckdb.connect()
+    try:
+        snapshot.compact(con)
+        con.execute(
+            f"CREATE TEMP TABLE cur AS SELECT DISTINCT type, hash FROM read_parquet('{current}')"
+        )
+        con.execute(
+            f"CREATE TEMP VIEW confirmed AS SELECT type, hash FROM {snapshot.confirmed_sql()}"
+        )
+        if run.full:
+            (resent,) = con.execute(
+                "SELECT count(*) FROM "
+                "(SELECT type, hash FROM cur INTERSECT SELECT type, hash FROM confirmed)"
+            ).fetchone() or (0,)
+            outcome.resent = int(resent)
+            adds = "SELECT type, hash FROM cur"
+        else:
+            adds = "SELECT type, hash FROM cur EXCEPT SELECT type, hash FROM confirmed"
+        removes = "SELECT type, hash FROM confirmed EXCEPT SELECT type, hash FROM cur"
+        files: list[tuple[str, IdentifierType, Path]] = []
+        sections = [(REMOVE, removes)] if run.mirror else []
+        sections.append((ADD, adds))
+        for action, query in sections:
+            con.execute(f"CREATE TEMP TABLE plan_{action} AS {query}")
+            for kind_name, number in con.execute(
+                f"SELECT type, count(*) FROM plan_{action} GROUP BY type ORDER BY type"
+            ).fetchall():
+                kind = IdentifierType(kind_name)
+                totals = outcome.planned_adds if action == ADD else outcome.planned_removes
+                totals[kind.value] = int(number)
+                path = work / f"{action}-{kind.value}.parquet"
+                con.execute(
+                    f"COPY (SELECT hash FROM plan_{action} WHERE type = ?) TO '{path}' "
+                    "(FORMAT parquet, COMPRESSION lz4)",
+                    [kind.value],
+                )
+                files.append((action, kind, path))
+        return files
+    finally:
+        con.close()
+
+
+def _batches(
+    files: list[tuple[str, IdentifierType, Path]], size: int
+) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
+    for action, kind, path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=size, columns=["hash"]):
+            yield action, kind, batch.column(0)
+
+
+def push(
+    destination: Destination,
+    snapshot: Snapshot,
+    run: RunInput,
+    files: list[tuple[str, IdentifierType, Path]],
+    outcome: RunOutcome,
+    *,
+    concurrency: int,
+    report: Reporter,
+    cancelled: CancelCheck,
+) -> None:
+    """Send the planned batches; journal each acknowledged one before counting it."""
+    size = destination.max_batch_size
+    outcome.phase = "sending"
+    outcome.batches_total = sum(
+        -(-n // size)
+        for totals in (outcome.planned_adds, outcome.planned_removes)
+        for n in totals.values()
+    )
+    report(outcome)
+    lock = threading.Lock()
+
+    def send(
+        action: str, kind: IdentifierType, hashes: pa.Array
+    ) -> tuple[BatchResult, str, IdentifierType, pa.Array]:
+        values = hashes.to_pylist()
+        if action == ADD:
+            result = destination.add_batch(run.audience_id, kind, values)
+        else:
+            result = destination.remove_batch(run.audience_id, kind, values)
+        snapshot.record(action, kind, hashes)
+        return result, action, kind, hashes
+
+    in_flight: set[Future[tuple[BatchResult, str, IdentifierType, pa.Array]]] = set()
+    source = _batches(files, size)
+    stop = False
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="push") as pool:
+        while True:
+            while not stop and len(in_flight) < concurrency * 2:
+                if cancelled():
+                    outcome.cancelled = True
+                    stop = True
+                    break
+                item = next(source, None)
+                if item is None:
+                    break
+                in_flight.add(pool.submit(send, *item))
+            if not in_flight:
+                break
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    result, action, kind, hashes = future.result()
+                except ReauthenticationRequiredError as error:
+                    with lock:
+                        outcome.errors.append(error.message)
+                        outcome.fatal = True
+                    stop = True
+                    continue
+                except DestinationError as error:
+                    with lock:
+                        outcome.errors.append(error.message)
+                    stop = True
+                    continue
+                with lock:
+                    totals = outcome.added if action == ADD else outcome.removed
+                    totals[kind.value] = totals.get(kind.value, 0) + len(hashes)
+                    outcome.requests += result.requests
+                    outcome.bytes_sent += result.bytes_sent
+                    outcome.batches_done += 1
+                report(outcome)
+    outcome.failed = (
+        max(0, outcome.to_send - outcome.sent) if (outcome.errors or outcome.cancelled) else 0
+    )
+
+
+def execute(
+    ctx: Context,
+    run_id: int,
+    run: RunInput,
+    destination: Destination | None,
+    *,
+    concurrency: int,
+    report: Reporter,
+    cancelled: CancelCheck,
+) -> RunOutcome:
+    """Do one run; every failure ends up as plain words in ``outcome.errors``."""
+    outcome = RunOutcome()
+    snapshot = Snapshot(ctx.home, run.export_id)
+    work = _work_dir(snapshot, run_id)
+    started = time.perf_counter()
+    try:
+        current = work / "current.parquet"
+        collect_identifiers(ctx, run, current, outcome, report)
+        files = plan(snapshot, current, work, run, outcome)
+        report(outcome)
+        if run.dry_run or destination is None:
+            outcome.phase = "planned"
+            return outcome
+        push(
+            destination, snapshot, run, files, outcome,
+            concurrency=concurrency, report=report, cancelled=cancelled,
+        )  # fmt: skip
+        snapshot.compact()
+        if not outcome.fatal:
+            outcome.phase = "reading back the audience"
+            report(outcome)
+            try:
+                audience = destination.describe_audience(run.audience_id)
+                outcome.audience = {
+                    "approximate_number_users": audience.approximate_number_users,
+                    "upload_status": audience.upload_status,
+                    "targetable_status": audience.targetable_status,
+                    "status": audience.status,
+                }
+            except AudiencesyncError as error:
+                outcome.errors.append(f"the audience could not be read back: {error.message}")
+        outcome.phase = "done"
+        return outcome
+    except AudiencesyncError as error:
+        outcome.errors.append(error.message)
+        outcome.fatal = True
+        return outcome
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        log.info(
+            "run %d: %d members, %d sent in %.2fs",
+            run_id, outcome.members, outcome.sent, time.perf_counter() - started,
+        )  # fmt: skip

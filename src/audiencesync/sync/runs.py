@@ -1,0 +1,488 @@
+"""Runs: queue, lease, execute, record. One run per export at a time.
+
+A run is queued (on demand, by the scheduler, by the API), claimed by a worker that takes
+the export's lease, executed by :mod:`audiencesync.sync.engine`, and finished with its
+counts, errors and the audience read back. The lease expires when its worker dies, and
+the run it covered is then marked ``interrupted``; the next run resumes from the
+confirmed snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from audiencesync.control import audit
+from audiencesync.control.context import Context
+from audiencesync.control.models import utcnow
+from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.control.sync_models import Connection, Export, ExportLease, Run
+from audiencesync.errors import ConflictError, NotFoundError, UserInputError
+from audiencesync.sync import engine
+from audiencesync.sync.destinations import NEEDS_REAUTH, open_destination
+from audiencesync.sync.exports import (
+    _require_export_access,
+    _segment_names,
+    get_row,
+    identifier_fields,
+)
+from audiencesync.sync.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+RUNNING = "running"
+INTERRUPTED = "interrupted"
+TERMINAL = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled", INTERRUPTED})
+PROGRESS_EVERY_SECONDS = 0.5
+
+Clock = Callable[[], datetime]
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
+def worker_name() -> str:
+    """A name for this process as a worker: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    export: str
+    trigger: str
+    requested_by: str
+    status: str
+    dry_run: bool
+    full: bool
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, Any]
+    progress: dict[str, Any]
+    audience: dict[str, Any]
+    errors: tuple[str, ...]
+    reject_samples: dict[str, Any]
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _view(session: Session, run: Run) -> RunView:
+    export_name = session.scalar(select(Export.name).where(Export.id == run.export_id)) or ""
+    return RunView(
+        id=run.id,
+        export=export_name,
+        trigger=run.trigger,
+        requested_by=run.requested_by,
+        status=run.status,
+        dry_run=run.dry_run,
+        full=run.full,
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=dict(run.counts or {}),
+        progress=dict(run.progress or {}),
+        audience=dict(run.audience or {}),
+        errors=tuple(run.errors or ()),
+        reject_samples=dict(run.reject_samples or {}),
+    )
+
+
+def _check_runnable(session: Session, export: Export) -> Connection:
+    if export.connection_id is None:
+        raise ConflictError(
+            f"export {export.name!r} has no connection (it was detached): give it one with "
+            f"`audiencesync exports update {export.name} --connection NAME`."
+        )
+    connection = session.get(Connection, export.connection_id)
+    assert connection is not None
+    if connection.status == NEEDS_REAUTH:
+        raise ConflictError(
+            f"connection {connection.name!r} of export {export.name!r} needs re-authentication: "
+            f"an administrator must run `audiencesync connections reauth {connection.name}`."
+        )
+    return connection
+
+
+def request_run(
+    ctx: Context,
+    actor: Actor | None,
+    export_name: str,
+    *,
+    trigger: str = "on_demand",
+    dry_run: bool = False,
+    full: bool = False,
+) -> int:
+    """Queue a run of ``export_name``; its id. ``actor`` None means the scheduler."""
+    with ctx.db.session() as session:
+        export = get_row(session, export_name)
+        if actor is not None:
+            _require_export_access(session, actor, export)
+        _check_runnable(session, export)
+        active = session.scalar(
+            select(Run).where(Run.export_id == export.id, Run.status.in_([QUEUED, RUNNING]))
+        )
+        if active is not None:
+            raise ConflictError(
+                f"export {export.name!r} already has run {active.id} {active.status}: wait for "
+                f"it, or cancel it with `audiencesync runs cancel {active.id}`."
+            )
+        run = Run(
+            export_id=export.id,
+            trigger=trigger,
+            requested_by=actor.name if actor else "scheduler",
+            status=QUEUED,
+            dry_run=dry_run,
+            full=full,
+            queued_at=utcnow(),
+            counts={},
+            reject_samples={},
+            progress={},
+            audience={},
+            errors=[],
+        )
+        session.add(run)
+        session.flush()
+        if actor is not None and not dry_run:
+            audit.record(
+                session, actor, "export.run", f"export:{export.name}",
+                after={"run": run.id, "full": full},
+            )  # fmt: skip
+        return run.id
+
+
+def _take_lease(
+    session: Session, export_id: int, run_id: int, worker: str, now: datetime, seconds: float
+) -> bool:
+    expires = now + timedelta(seconds=seconds)
+    lease = session.get(ExportLease, export_id)
+    if lease is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    ExportLease(
+                        export_id=export_id, run_id=run_id, worker=worker, expires_at=expires
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False
+    taken = session.execute(
+        update(ExportLease)
+        .where(and_(ExportLease.export_id == export_id, ExportLease.expires_at < now))
+        .values(run_id=run_id, worker=worker, expires_at=expires)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.execute(
+        update(Run)
+        .where(Run.id == lease.run_id, Run.status == RUNNING)
+        .values(
+            status=INTERRUPTED,
+            finished_at=now,
+            errors=["the worker running this run stopped; the next run resumed from here."],
+        )
+    )
+    return True
+
+
+def claim(
+    ctx: Context,
+    worker: str,
+    *,
+    run_id: int | None = None,
+    now: Clock = utcnow,
+) -> int | None:
+    """Take the lease of a queued run's export and mark the run running; its id or None."""
+    lease_seconds = ctx.settings.run_lease_seconds
+    with ctx.db.session() as session:
+        query = select(Run).where(Run.status == QUEUED).order_by(Run.id)
+        if run_id is not None:
+            query = query.where(Run.id == run_id)
+        for run in session.scalars(query).all():
+            moment = now()
+            if not _take_lease(session, run.export_id, run.id, worker, moment, lease_seconds):
+                continue
+            started = session.execute(
+                update(Run)
+                .where(Run.id == run.id, Run.status == QUEUED)
+                .values(status=RUNNING, started_at=moment, worker=worker)
+            )
+            if started.rowcount == 1:  # type: ignore[attr-defined]
+                return run.id
+            session.execute(
+                update(ExportLease)
+                .where(ExportLease.export_id == run.export_id, ExportLease.run_id == run.id)
+                .values(expires_at=moment)
+            )
+    return None
+
+
+def _renew(ctx: Context, export_id: int, run_id: int, now: Clock) -> bool:
+    with ctx.db.session() as session:
+        renewed = session.execute(
+            update(ExportLease)
+            .where(ExportLease.export_id == export_id, ExportLease.run_id == run_id)
+            .values(expires_at=now() + timedelta(seconds=ctx.settings.run_lease_seconds))
+        )
+        return _rowcount(renewed) == 1
+
+
+def _release(ctx: Context, export_id: int, run_id: int) -> None:
+    with ctx.db.session() as session:
+        lease = session.get(ExportLease, export_id)
+        if lease is not None and lease.run_id == run_id:
+            session.delete(lease)
+
+
+class _Recorder:
+    """Writes a run's progress to the control database, at most twice a second."""
+
+    def __init__(self, ctx: Context, run_id: int, forward: engine.Reporter | None) -> None:
+        self._ctx = ctx
+        self._run_id = run_id
+        self._forward = forward
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, outcome: engine.RunOutcome) -> None:
+        if self._forward is not None:
+            self._forward(outcome)
+        with self._lock:
+            moment = time.monotonic()
+            if moment - self._last < PROGRESS_EVERY_SECONDS:
+                return
+            self._last = moment
+        with self._ctx.db.session() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == self._run_id)
+                .values(progress=outcome.progress(), counts=outcome.counts())
+            )
+
+    def cancelled(self) -> bool:
+        with self._ctx.db.session() as session:
+            return bool(session.scalar(select(Run.cancel_requested).where(Run.id == self._run_id)))
+
+
+def _input(session: Session, run: Run) -> tuple[engine.RunInput, Export]:
+    export = session.get(Export, run.export_id)
+    if export is None:
+        raise NotFoundError(f"the export of run {run.id} was removed.")
+    fields = identifier_fields(export)
+    return (
+        engine.RunInput(
+            export_id=export.id,
+            audience_id=export.audience_id,
+            segments=tuple(_segment_names(session, export.id)),
+            fields=fields,
+            default_country=export.default_country,
+            mirror=export.mode == "mirror",
+            dry_run=run.dry_run,
+            full=run.full,
+        ),
+        export,
+    )
+
+
+def execute_claimed(
+    ctx: Context,
+    run_id: int,
+    *,
+    reporter: engine.Reporter | None = None,
+    now: Clock = utcnow,
+) -> RunView:
+    """Execute a run this worker has claimed, renewing its lease; the finished run."""
+    with ctx.db.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"there is no run {run_id}: see `audiencesync runs list`.")
+        run_input, export = _input(session, run)
+        connection = _check_runnable(session, export) if not run.dry_run else None
+        export_id = export.id
+    recorder = _Recorder(ctx, run_id, reporter)
+    stop_heartbeat = threading.Event()
+
+    def heartbeat() -> None:
+        interval = max(0.05, ctx.settings.run_lease_seconds / 3)
+        while not stop_heartbeat.wait(interval):
+            if not _renew(ctx, export_id, run_id, now):
+                log.warning("run %d lost its lease", run_id)
+                return
+
+    beat = threading.Thread(target=heartbeat, name=f"lease-{run_id}", daemon=True)
+    beat.start()
+    destination = None
+    try:
+        if connection is not None:
+            destination = open_destination(ctx, connection)
+        outcome = engine.execute(
+            ctx, run_id, run_input, destination,
+            concurrency=ctx.settings.http_max_concurrency,
+            report=recorder, cancelled=recorder.cancelled,
+        )  # fmt: skip
+    except Exception as error:  # recorded on the run in plain words
+        outcome = engine.RunOutcome(fatal=True)
+        message = getattr(error, "message", None) or f"unexpected error: {type(error).__name__}"
+        outcome.errors.append(message)
+        log.exception("run %d failed", run_id)
+    finally:
+        stop_heartbeat.set()
+        beat.join()
+        if destination is not None:
+            destination.close()
+    with ctx.db.session() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.status = outcome.status()
+        run.finished_at = now()
+        run.counts = outcome.counts()
+        run.progress = outcome.progress()
+        run.reject_samples = outcome.reject_samples
+        run.audience = outcome.audience
+        run.errors = outcome.errors
+        view = _view(session, run)
+    _release(ctx, export_id, run_id)
+    return view
+
+
+def run_now(
+    ctx: Context,
+    actor: Actor,
+    export_name: str,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    trigger: str = "on_demand",
+    reporter: engine.Reporter | None = None,
+) -> RunView:
+    """Queue a run and execute it in this process (the CLI's ``exports run``)."""
+    run_id = request_run(ctx, actor, export_name, trigger=trigger, dry_run=dry_run, full=full)
+    claimed = claim(ctx, worker_name(), run_id=run_id)
+    if claimed is None:
+        raise ConflictError(
+            f"export {export_name!r} is being run by another worker: see `audiencesync runs list`."
+        )
+    return execute_claimed(ctx, claimed, reporter=reporter)
+
+
+def run_pending(ctx: Context, worker: str, *, now: Clock = utcnow) -> RunView | None:
+    """Claim and execute the oldest runnable queued run (one worker loop step)."""
+    mark_interrupted(ctx, now=now)
+    run_id = claim(ctx, worker, now=now)
+    if run_id is None:
+        return None
+    return execute_claimed(ctx, run_id, now=now)
+
+
+def mark_interrupted(ctx: Context, *, now: Clock = utcnow) -> int:
+    """Mark running runs whose lease expired (their worker died) as interrupted."""
+    moment = now()
+    with ctx.db.session() as session:
+        stale = session.scalars(select(Run).where(Run.status == RUNNING)).all()
+        count = 0
+        for run in stale:
+            lease = session.get(ExportLease, run.export_id)
+            if lease is not None and lease.run_id == run.id and lease.expires_at >= moment:
+                continue
+            run.status = INTERRUPTED
+            run.finished_at = moment
+            run.errors = [
+                *run.errors,
+                "the worker running this run stopped; the next run resumes from here.",
+            ]
+            if lease is not None and lease.run_id == run.id:
+                session.delete(lease)
+            count += 1
+        return count
+
+
+def cancel_run(ctx: Context, actor: Actor, run_id: int) -> RunView:
+    """Ask a queued or running run to stop (between batches); its view."""
+    with ctx.db.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"there is no run {run_id}: see `audiencesync runs list`.")
+        export = session.get(Export, run.export_id)
+        assert export is not None
+        _require_export_access(session, actor, export)
+        if run.status in TERMINAL:
+            raise ConflictError(f"run {run_id} has already ended ({run.status}).")
+        if run.status == QUEUED:
+            run.status = "cancelled"
+            run.finished_at = utcnow()
+        run.cancel_requested = True
+        audit.record(session, actor, "run.cancel", f"export:{export.name}", after={"run": run_id})
+        return _view(session, run)
+
+
+def list_runs(
+    ctx: Context, actor: Actor, *, export: str | None = None, limit: int = 20
+) -> list[RunView]:
+    require(actor, Action.READ)
+    with ctx.db.session() as session:
+        query = select(Run).order_by(Run.id.desc()).limit(limit)
+        if export is not None:
+            query = query.where(Run.export_id == get_row(session, export).id)
+        return [_view(session, r) for r in session.scalars(query)]
+
+
+def get_run(ctx: Context, actor: Actor, run_id: int) -> RunView:
+    require(actor, Action.READ)
+    with ctx.db.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"there is no run {run_id}: see `audiencesync runs list`.")
+        return _view(session, run)
+
+
+def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: bool) -> None:
+    """Remove every member of the export's audience and reset its snapshot."""
+    if not confirm:
+        raise UserInputError(
+            "clearing empties the Snapchat audience: confirm with --yes (or answer yes)."
+        )
+    with ctx.db.session() as session:
+        export = get_row(session, export_name)
+        _require_export_access(session, actor, export)
+        connection = _check_runnable(session, export)
+        export_id, audience_id = export.id, export.audience_id
+    run_id = request_run(ctx, actor, export_name, trigger="clear")
+    if claim(ctx, worker_name(), run_id=run_id) is None:
+        raise ConflictError(f"export {export_name!r} is running: wait for it, then clear.")
+    destination = open_destination(ctx, connection)
+    errors: list[str] = []
+    try:
+        destination.clear(audience_id)
+        Snapshot(ctx.home, export_id).reset()
+    except Exception as error:
+        errors.append(getattr(error, "message", type(error).__name__))
+        raise
+    finally:
+        destination.close()
+        with ctx.db.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            run.status = "failed" if errors else "succeeded"
+            run.finished_at = utcnow()
+            run.errors = errors
+            run.counts = {"cleared": True}
+            audit.record(session, actor, "export.clear", f"export:{export_name}")
+        _release(ctx, export_id, run_id)
