@@ -15,6 +15,7 @@ from audiencesync.cli import (
     demo,
     emulator,
     exports,
+    identifiers,
     profiles,
     runs,
     segments,
@@ -79,6 +80,7 @@ app.command("emulator", help="Run a local Snapchat Marketing API for tests and d
 app.add_typer(connections.app, name="connections")
 app.add_typer(exports.app, name="exports")
 app.add_typer(runs.app, name="runs")
+app.add_typer(identifiers.app, name="identifiers")
 app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 
 

@@ -46,6 +46,9 @@ _REASON_NAMES = pa.array([reason.value for reason in REASONS], pa.string())
 _NO_CODE = pa.scalar(None, pa.int8())
 _NO_TEXT = pa.scalar(None, pa.string())
 
+#: DuckDB hashes slices of this many rows in parallel (its row-group size).
+_SLICE_ROWS = 122_880
+
 _local = threading.local()
 
 
@@ -91,33 +94,24 @@ def hash_batch(
     """
     identifier_type = parse_kind(kind)
     region = phones.check_default_country(default_country) if default_country else None
-    hashes: list[pa.Array] = []
-    codes: list[pa.Array] = []
-    prehashed = 0
-    for chunk, invalid in _string_chunks(values, identifier_type):
-        chunk_hashes, chunk_codes, chunk_prehashed = _hash_chunk(
-            identifier_type, chunk, region, raw
-        )
-        if invalid is not None:
-            chunk_codes = pc.if_else(
-                invalid, pa.scalar(_CODE[RejectReason.INVALID_TEXT], pa.int8()), chunk_codes
-            )
-        hashes.append(chunk_hashes)
-        codes.append(chunk_codes)
-        prehashed += chunk_prehashed
-    all_hashes = _concat(hashes, pa.string())
-    all_codes = _concat(codes, pa.int8())
+    prepared = [
+        _prepare(identifier_type, chunk, invalid, region, raw)
+        for chunk, invalid in _string_chunks(values, identifier_type)
+    ]
+    prepared = [chunk for chunk in prepared if chunk.batch.num_rows]
+    hashes = _hash(prepared)
+    codes = _concat([chunk.codes for chunk in prepared], pa.int8())
     rejected = {
         REASONS[item["values"].as_py()]: item["counts"].as_py()
-        for item in pc.value_counts(all_codes.drop_null())
+        for item in pc.value_counts(codes.drop_null())
     }
     return HashedBatch(
         kind=identifier_type,
-        hashes=all_hashes,
-        reasons=pc.take(_REASON_NAMES, all_codes),
-        accepted=all_codes.null_count,
-        prehashed=prehashed,
-        rejected=dict(sorted(rejected.items(), key=lambda item: REASONS.index(item[0]))),
+        hashes=hashes,
+        reasons=pc.take(_REASON_NAMES, codes),
+        accepted=codes.null_count,
+        prehashed=sum(chunk.prehashed for chunk in prepared),
+        rejected={reason: rejected[reason] for reason in REASONS if reason in rejected},
     )
 
 
@@ -204,12 +198,23 @@ def _decode(item: bytes | None) -> str | None:
 # --- the vectorized rules -------------------------------------------------------------
 
 
-def _hash_chunk(
-    kind: IdentifierType, values: pa.Array, region: str | None, raw: bool
-) -> tuple[pa.Array, pa.Array, int]:
-    """``(hashes, int8 reason codes, number pre-hashed)`` for one string array."""
-    if len(values) == 0:
-        return pa.array([], pa.string()), pa.array([], pa.int8()), 0
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One chunk, decided: what DuckDB must hash or pass through, and the reason codes."""
+
+    batch: pa.RecordBatch  # v: text; h: hash v; p: v is a hash already; g: hash from Python
+    codes: pa.Array  # int8 index into REASONS, null where accepted
+    prehashed: int
+    python: bool  # whether column g holds any hash
+
+
+def _prepare(
+    kind: IdentifierType,
+    values: pa.Array,
+    invalid: pa.Array | None,
+    region: str | None,
+    raw: bool,
+) -> _Prepared:
     ascii_only = pc.string_is_ascii(values)
     to_python = pc.invert(pc.fill_null(ascii_only, True))
     trimmed = pc.ascii_trim(values, ASCII_WHITESPACE)
@@ -217,72 +222,87 @@ def _hash_chunk(
     empty = pc.fill_null(pc.equal(length, 0), True)
     too_long = pc.fill_null(pc.greater(length, MAX_IDENTIFIER_CHARS), False)
     ordinary = pc.and_(pc.fill_null(ascii_only, False), pc.invert(pc.or_(empty, too_long)))
-    # Trimmed, lowercased ASCII of 1..MAX characters; null for every other row.
-    candidates = pc.if_else(ordinary, pc.ascii_lower(trimmed), _NO_TEXT)
-    if raw:
-        prehashed = pa.repeat(False, len(values))
-    else:
-        prehashed = pc.fill_null(pc.match_substring_regex(candidates, _HEX64), False)
-    unhashed = pc.if_else(prehashed, _NO_TEXT, candidates)
+    # Only `ordinary` rows of `lowered` mean anything below; masks say which rows count,
+    # so that no string column is copied for the common case.
+    lowered = pc.ascii_lower(trimmed)
+    prehashed = _prehashed(lowered, length, ordinary, raw)
+    plain = pc.and_(ordinary, pc.invert(prehashed))
 
     if kind is IdentifierType.EMAIL:
-        normalized, kind_codes, more_python = _emails(unhashed)
+        texts, accepted, reason, more_python = _emails(lowered)
     elif kind is IdentifierType.PHONE:
-        normalized, kind_codes, more_python = _phones(unhashed, region)
+        texts, accepted, reason, more_python = _phones(lowered, plain, region)
+        texts = pc.if_else(prehashed, lowered, texts)
     else:
-        normalized, kind_codes, more_python = _maids(unhashed)
+        texts, accepted, reason, more_python = _maids(lowered)
     if more_python is not None:
         to_python = pc.or_(to_python, more_python)
+    accepted = pc.and_(pc.and_(plain, accepted), pc.invert(to_python))
 
     codes = pc.case_when(
-        pc.make_struct(to_python, empty, too_long, prehashed, field_names=list("ABCD")),
+        pc.make_struct(to_python, empty, too_long, prehashed, accepted, field_names=list("abcde")),
         _NO_CODE,
         _int8(RejectReason.EMPTY),
         _int8(RejectReason.TOO_LONG),
         _NO_CODE,
-        kind_codes,
+        _NO_CODE,
+        reason,
     )
-    given = pc.if_else(prehashed, candidates, _NO_TEXT)
-    to_hash = pc.if_else(to_python, _NO_TEXT, normalized)
     prehashed_count = int(pc.sum(prehashed).as_py() or 0)
-
+    python_hashes = pa.nulls(len(values), pa.string())
     if pc.any(to_python).as_py():
-        codes, given, python_prehashed = _in_python(
-            kind, values, to_python, codes, given, region, raw
+        codes, python_hashes, python_prehashed = _in_python(
+            kind, values, to_python, codes, python_hashes, region, raw
         )
         prehashed_count += python_prehashed
-    hashes = pc.coalesce(_sha256(to_hash), given)
-    return hashes, codes, prehashed_count
+    if invalid is not None:
+        codes = pc.if_else(invalid, _int8(RejectReason.INVALID_TEXT), codes)
+    batch = pa.record_batch([texts, accepted, prehashed, python_hashes], names=["v", "h", "p", "g"])
+    return _Prepared(
+        batch=batch,
+        codes=codes,
+        prehashed=prehashed_count,
+        python=python_hashes.null_count < len(values),
+    )
 
 
 def _int8(reason: RejectReason) -> pa.Scalar:
     return pa.scalar(_CODE[reason], pa.int8())
 
 
-def _rejected_where(
-    accepted: pa.Array, reason: pa.Array | pa.Scalar, candidates: pa.Array
-) -> pa.Array:
-    """The reason code on candidate rows that were not accepted; null elsewhere."""
-    rejected = pc.and_(pc.is_valid(candidates), pc.invert(accepted))
-    return pc.if_else(rejected, reason, _NO_CODE)
+def _prehashed(lowered: pa.Array, length: pa.Array, ordinary: pa.Array, raw: bool) -> pa.Array:
+    """Which rows are 64 hex characters (never, when the column is declared raw)."""
+    nowhere = pa.repeat(False, len(lowered))
+    if raw:
+        return nowhere
+    # The pattern runs only on the few rows of the right length.
+    right_length = pc.and_(ordinary, pc.fill_null(pc.equal(length, 64), False))
+    if not pc.any(right_length).as_py():
+        return nowhere
+    rows = lowered.filter(right_length)
+    is_hex = pc.fill_null(pc.match_substring_regex(rows, _HEX64), False)
+    return pc.replace_with_mask(nowhere, right_length, is_hex)
 
 
-def _emails(candidates: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array | None]:
-    accepted = pc.fill_null(pc.match_substring_regex(candidates, _EMAIL), False)
-    normalized = pc.if_else(accepted, candidates, _NO_TEXT)
-    return normalized, _rejected_where(accepted, _int8(RejectReason.NOT_AN_EMAIL), candidates), None
+_KindRules = tuple[pa.Array, pa.Array, pa.Array | pa.Scalar, pa.Array | None]
+"""(texts to hash, accepted, reject reason code, rows only Python can decide or None)"""
 
 
-def _maids(candidates: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+def _emails(lowered: pa.Array) -> _KindRules:
+    accepted = pc.fill_null(pc.match_substring_regex(lowered, _EMAIL), False)
+    return lowered, accepted, _int8(RejectReason.NOT_AN_EMAIL), None
+
+
+def _maids(lowered: pa.Array) -> _KindRules:
     accepted = pc.and_(
-        pc.fill_null(pc.match_substring_regex(candidates, _UUID), False),
-        pc.fill_null(pc.not_equal(candidates, ZERO_MAID), False),
+        pc.fill_null(pc.match_substring_regex(lowered, _UUID), False),
+        pc.fill_null(pc.not_equal(lowered, ZERO_MAID), False),
     )
-    normalized = pc.if_else(accepted, candidates, _NO_TEXT)
-    return normalized, _rejected_where(accepted, _int8(RejectReason.MAID_INVALID), candidates), None
+    return lowered, accepted, _int8(RejectReason.MAID_INVALID), None
 
 
-def _phones(candidates: pa.Array, region: str | None) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRules:
+    candidates = pc.if_else(plain, lowered, _NO_TEXT)
     digits = pc.replace_substring_regex(candidates, r"[^0-9]+", "")
     no_digits = pc.fill_null(pc.equal(digits, ""), False)
     plus = pc.fill_null(pc.match_substring_regex(candidates, _PLUS_FIRST), False)
@@ -304,14 +324,11 @@ def _phones(candidates: pa.Array, region: str | None) -> tuple[pa.Array, pa.Arra
         # Digits that already start with the default country's code are taken as whole
         # here; every other national number needs phonenumbers, in Python.
         own_code = pc.fill_null(pc.starts_with(digits, phones.calling_code(region)), False)
-        local_ok = pc.and_(own_code, accepted)
-        national = pc.and_(pc.is_valid(candidates), pc.invert(pc.or_(international, no_digits)))
-        more_python = pc.and_(national, pc.invert(local_ok))
-        accepted = pc.and_(accepted, pc.invert(more_python))
+        national = pc.and_(plain, pc.invert(pc.or_(international, no_digits)))
+        more_python = pc.and_(national, pc.invert(pc.and_(own_code, accepted)))
         reason = _int8(RejectReason.PHONE_INVALID)
     reason = pc.if_else(no_digits, _int8(RejectReason.PHONE_INVALID), reason)
-    normalized = pc.if_else(accepted, e164, _NO_TEXT)
-    return normalized, _rejected_where(accepted, reason, candidates), more_python
+    return e164, accepted, reason, more_python
 
 
 def _vector_e164(digits: pa.Array) -> pa.Array:
@@ -351,14 +368,13 @@ def _in_python(
     values: pa.Array,
     mask: pa.Array,
     codes: pa.Array,
-    given: pa.Array,
+    hashes: pa.Array,
     region: str | None,
     raw: bool,
 ) -> tuple[pa.Array, pa.Array, int]:
-    """Codes and given hashes with the masked rows decided by the scalar rules."""
-    positions = pc.indices_nonzero(mask)
+    """Codes and hashes with the masked rows decided by the scalar rules."""
     # Through binary: a string array read from elsewhere may hold invalid UTF-8.
-    texts = [_decode(item) for item in values.take(positions).cast(pa.binary()).to_pylist()]
+    texts = [_decode(item) for item in values.filter(mask).cast(pa.binary()).to_pylist()]
     row_codes: list[int | None] = []
     row_hashes: list[str | None] = []
     prehashed = 0
@@ -372,19 +388,34 @@ def _in_python(
             row_codes.append(_CODE[outcome.reason])
             row_hashes.append(None)
     codes = pc.replace_with_mask(codes, mask, pa.array(row_codes, pa.int8()))
-    given = pc.replace_with_mask(given, mask, pa.array(row_hashes, pa.string()))
-    return codes, given, prehashed
+    hashes = pc.replace_with_mask(hashes, mask, pa.array(row_hashes, pa.string()))
+    return codes, hashes, prehashed
 
 
 # --- SHA-256 in DuckDB ----------------------------------------------------------------
 
 
-def _sha256(texts: pa.Array) -> pa.Array:
-    """SHA-256 hex of each non-null string (null stays null), computed by DuckDB."""
-    if texts.null_count == len(texts):
-        return pa.nulls(len(texts), pa.string())
-    relation = _duckdb().from_arrow(pa.table({"v": texts})).project("sha256(v) AS h")
-    column = relation.to_arrow_table().column("h")
+def _hash(prepared: list[_Prepared]) -> pa.Array:
+    """The hash column of every prepared chunk, in order, computed by DuckDB.
+
+    Chunks are cut into slices (zero copy) so DuckDB's threads share the work; DuckDB
+    keeps insertion order, so row i of the result is row i of the input.
+    """
+    slices = [
+        chunk.batch.slice(start, _SLICE_ROWS)
+        for chunk in prepared
+        for start in range(0, chunk.batch.num_rows, _SLICE_ROWS)
+    ]
+    if not slices:
+        return pa.array([], pa.string())
+    # Each branch is left out when no row needs it: DuckDB is faster without them.
+    sql = "CASE WHEN h THEN sha256(v)"
+    if any(chunk.prehashed for chunk in prepared):
+        sql += " WHEN p THEN v"
+    if any(chunk.python for chunk in prepared):
+        sql += " ELSE g"
+    relation = _duckdb().from_arrow(pa.Table.from_batches(slices)).project(f"{sql} END AS hash")
+    column = relation.to_arrow_table().column("hash")
     hashes = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     return hashes if hashes.type == pa.string() else hashes.cast(pa.string())
 
