@@ -108,8 +108,7 @@ def stream_members(
         for field in wanted:
             if field.startswith(RESERVED_PREFIX) or field not in columns:
                 raise UserInputError(
-                    f"dataset {source.dataset!r} has no field {field!r}; "
-                    f"{suggest(field, columns)}"
+                    f"dataset {source.dataset!r} has no field {field!r}; {suggest(field, columns)}"
                 )
         segments = prepared.segments
         predicates = [prepared.compiler.predicate(s.rules) for s in segments]

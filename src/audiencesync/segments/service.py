@@ -416,7 +416,9 @@ def count_segment(
     with prepare(ctx, [check_segment_name(name)], now=now) as prepared:
         segment = prepared.segments[0]
         table = prepared.source.table
-        size = int(table.count(where=prepared.compiler.predicate(segment.rules)).to_pyarrow().as_py())
+        size = int(
+            table.count(where=prepared.compiler.predicate(segment.rules)).to_pyarrow().as_py()
+        )
         engine = prepared.source.engine
     record_evaluation(ctx, segment.id, kind="count", size=size, started=started, actor=actor.name)
     return CountResult(segment.name, size, time.perf_counter() - started, engine)
@@ -445,8 +447,7 @@ def preview_segment(
         for field in chosen:
             if field not in names:
                 raise UserInputError(
-                    f"dataset {source.dataset!r} has no field {field!r}; "
-                    f"{suggest(field, names)}"
+                    f"dataset {source.dataset!r} has no field {field!r}; {suggest(field, names)}"
                 )
         predicate = prepared.compiler.predicate(segment.rules)
         size = int(table.count(where=predicate).to_pyarrow().as_py())

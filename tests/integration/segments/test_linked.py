@@ -44,7 +44,8 @@ def test_a_link_is_a_dataset_whose_url_is_kept_secret(
     assert "***" in view.source
     with sqlite_ctx.db.session() as session:
         row = session.scalar(select(Dataset).where(Dataset.name == "crm"))
-        assert row is not None and row.link_url_encrypted is not None
+        assert row is not None
+        assert row.link_url_encrypted is not None
         assert "s3cret-pw" not in row.link_url_encrypted
         assert sqlite_ctx.secrets.decrypt(row.link_url_encrypted) == url
     for entry in list_entries(sqlite_ctx, admin, target="dataset:crm"):

@@ -127,7 +127,7 @@ def test_streaming_is_in_bounded_batches(
     path = tmp_path / "many.parquet"
     duckdb.sql(
         "SELECT range AS id, 'p' || range || '@example.com' AS email, range % 100 AS age "
-        f"FROM range(300000)"
+        "FROM range(300000)"
     ).write_parquet(str(path))
     store.import_file(sqlite_ctx, admin, path, key="id", name="many")
     create_segment(
