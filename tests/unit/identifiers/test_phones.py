@@ -1,0 +1,74 @@
+"""Phone numbers of every country the pinned ``phonenumbers`` knows."""
+
+from __future__ import annotations
+
+import phonenumbers
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+from audiencesync.identifiers import Normalized, check_default_country, normalize
+from audiencesync.identifiers.phones import phone_tables, to_e164
+from audiencesync.types import IdentifierType
+
+PHONE = IdentifierType.PHONE
+TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE)
+
+
+def examples() -> list[tuple[str, phonenumbers.PhoneNumber]]:
+    found = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in TYPES:
+            number = phonenumbers.example_number_for_type(region, number_type)
+            if number is not None:
+                found.append((region, number))
+    return found
+
+
+EXAMPLES = examples()
+
+
+def e164_digits(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164).lstrip("+")
+
+
+def test_country_codes_are_prefix_free() -> None:
+    codes = list(phone_tables().possible_lengths)
+    assert len(codes) > 200
+    for code in codes:
+        assert not any(other != code and other.startswith(code) for other in codes)
+
+
+def test_trunk_zero_countries() -> None:
+    trunk_zero = phone_tables().trunk_zero
+    assert {"44", "33", "49", "61"} <= trunk_zero
+    assert not {"1", "7", "39", "34"} & trunk_zero
+
+
+def test_every_example_number_in_international_format() -> None:
+    wrong = []
+    for region, number in EXAMPLES:
+        written = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+        outcome = normalize(PHONE, written)
+        if not isinstance(outcome, Normalized) or outcome.value != e164_digits(number):
+            wrong.append((region, written, outcome))
+    assert wrong == []
+
+
+def test_every_example_number_in_national_format_with_its_country() -> None:
+    wrong = []
+    for region, number in EXAMPLES:
+        written = phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+        outcome = normalize(PHONE, written, default_country=region)
+        if not isinstance(outcome, Normalized) or outcome.value != e164_digits(number):
+            wrong.append((region, written, outcome))
+    assert wrong == []
+
+
+def test_to_e164_is_idempotent_on_examples() -> None:
+    for _, number in EXAMPLES:
+        digits = e164_digits(number)
+        assert to_e164(digits) == digits
+
+
+def test_check_default_country() -> None:
+    assert check_default_country(" gb ") == "GB"
+    assert check_default_country("US") == "US"
