@@ -47,8 +47,8 @@ def _setup(home: Path, profiles: int) -> dict[str, float]:
     import duckdb
 
     from audiencesync.control import users
-    from audiencesync.control.db import Database
     from audiencesync.control.context import Context
+    from audiencesync.control.db import Database
     from audiencesync.profiles import store
     from audiencesync.segments import create_segment, load_rules_text
     from audiencesync.settings import Settings
@@ -67,7 +67,8 @@ def _setup(home: Path, profiles: int) -> dict[str, float]:
                (hash(range) % 80)::INT + 15 AS age,
                ['US', 'GB', 'FR', 'DE', 'ES', 'IT'][(hash(range * 7) % 6)::INT + 1] AS country,
                (hash(range * 13) % 3 = 0) AS churned_flag,
-               TIMESTAMP '2026-11-28 12:00:00' - to_days((hash(range * 31) % 720)::INT) AS last_order,
+               TIMESTAMP '2026-11-28 12:00:00'
+                   - to_days((hash(range * 31) % 720)::INT) AS last_order,
                (hash(range * 17) % 10000) / 100.0 AS score
         FROM range({profiles})
         """
