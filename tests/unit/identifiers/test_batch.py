@@ -69,7 +69,7 @@ MIXED: list[object] = [
 def scalar_view(
     kind: IdentifierType, values: Sequence[object], **options: object
 ) -> list[tuple[str | None, str | None]]:
-    out = []
+    out: list[tuple[str | None, str | None]] = []
     for value in values:
         outcome = normalize(kind, value, **options)  # type: ignore[arg-type]
         if isinstance(outcome, Normalized):
@@ -150,7 +150,8 @@ def test_column_that_cannot_hold_text_is_a_user_error() -> None:
 
 
 def test_empty_inputs() -> None:
-    for values in ([], pa.array([], pa.string()), pa.chunked_array([], pa.string())):
+    inputs: list[object] = [[], pa.array([], pa.string()), pa.chunked_array([], pa.string())]
+    for values in inputs:
         batch = hash_batch(IdentifierType.EMAIL, values)
         assert len(batch) == 0
         assert batch.accepted == 0
@@ -187,4 +188,4 @@ def test_duckdb_sha256_equals_hashlib_on_non_ascii() -> None:
 
 def test_a_string_is_not_a_sequence_of_values() -> None:
     with pytest.raises(TypeError):
-        hash_batch(IdentifierType.EMAIL, "a@b.co")  # type: ignore[arg-type]
+        hash_batch(IdentifierType.EMAIL, "a@b.co")

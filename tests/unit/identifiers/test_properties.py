@@ -83,7 +83,7 @@ def test_batch_equals_scalar(
     kind: IdentifierType, batch_values: list[str | None], country: str | None, raw: bool
 ) -> None:
     batch = hash_batch(kind, batch_values, default_country=country, raw=raw)
-    expected = []
+    expected: list[tuple[str | None, str | None]] = []
     for value in batch_values:
         outcome = normalize(kind, value, default_country=country, raw=raw)
         if isinstance(outcome, Normalized):
