@@ -17,6 +17,7 @@ from typing import Any
 import ibis
 import pyarrow as pa
 from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from audiencesync.control import audit
@@ -239,7 +240,10 @@ def create_segment(
             updated_by=actor.name,
         )
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # created by another process since the check above
+            raise ConflictError(f"a segment named {segment!r} already exists.") from None
         _set_references(session, row, rules)
         audit.record(
             session, actor, "segment.create", f"segment:{segment}",

@@ -18,6 +18,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audiencesync.control.context import Context
+    from audiencesync.control.permissions import Actor
 
 RULES = """
 any:
@@ -34,7 +39,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _open(home: Path) -> tuple[object, object]:
+def _open(home: Path) -> tuple[Context, Actor]:
     from audiencesync.control.context import Context
     from audiencesync.control.users import resolve_actor
     from audiencesync.settings import Settings
@@ -91,7 +96,7 @@ def _setup(home: Path, profiles: int) -> dict[str, float]:
         dataset="people",
         rules=load_rules_text("{field: score, op: '>=', value: 90}"),
     )
-    ctx.close()  # type: ignore[attr-defined]
+    ctx.close()
     return {"import_seconds": round(imported, 2), "peak_rss_mb": round(_peak_mb())}
 
 
@@ -105,12 +110,12 @@ def _phase(home: Path, phase: str) -> dict[str, object]:
     result: dict[str, object] = {}
     started = time.perf_counter()
     if phase == "count":
-        result["members"] = count_segment(ctx, admin, "target", now=now).size  # type: ignore[arg-type]
+        result["members"] = count_segment(ctx, admin, "target", now=now).size
     elif phase == "explain":
-        result["members"] = explain_segment(ctx, admin, "target", now=now).count  # type: ignore[arg-type]
+        result["members"] = explain_segment(ctx, admin, "target", now=now).count
     elif phase == "stream":
         rows = batches = largest = 0
-        with stream_members(ctx, ["target", "high_score"], ["email", "country"], now=now) as stream:  # type: ignore[arg-type]
+        with stream_members(ctx, ["target", "high_score"], ["email", "country"], now=now) as stream:
             for batch in stream:
                 rows += batch.num_rows
                 batches += 1
@@ -146,7 +151,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    __spec__.name,  # type: ignore[name-defined]
+                    __spec__.name,
                     "--phase",
                     phase,
                     "--home",
