@@ -19,6 +19,7 @@ from audiencesync.cli import (
     profiles,
     runs,
     segments,
+    serve,
     users,
 )
 from audiencesync.cli.common import err_console, state
@@ -80,6 +81,11 @@ app.command("emulator", help="Run a local Snapchat Marketing API for tests and d
 app.add_typer(connections.app, name="connections")
 app.add_typer(exports.app, name="exports")
 app.add_typer(runs.app, name="runs")
+app.add_typer(serve.schedule_app, name="schedule")
+app.command("serve", help="Run the web UI and REST API, the scheduler and a worker.")(serve.serve)
+app.command("worker", help="Run queued export runs (several share a PostgreSQL database).")(
+    serve.worker
+)
 app.add_typer(identifiers.app, name="identifiers")
 app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 

@@ -131,6 +131,7 @@ def request_run(
     full: bool = False,
 ) -> int:
     """Queue a run of ``export_name``; its id. ``actor`` None means the scheduler."""
+    mark_interrupted(ctx)
     with ctx.db.session() as session:
         export = get_row(session, export_name)
         if actor is not None:
