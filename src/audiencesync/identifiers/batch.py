@@ -321,11 +321,8 @@ def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRule
             _int8(RejectReason.PHONE_NO_COUNTRY_CODE),
         )
     else:
-        # Digits that already start with the default country's code are taken as whole
-        # here; every other national number needs phonenumbers, in Python.
-        own_code = pc.fill_null(pc.starts_with(digits, phones.calling_code(region)), False)
-        national = pc.and_(plain, pc.invert(pc.or_(international, no_digits)))
-        more_python = pc.and_(national, pc.invert(pc.and_(own_code, accepted)))
+        # National numbers need phonenumbers' dialling rules: Python decides them.
+        more_python = pc.and_(plain, pc.invert(pc.or_(international, no_digits)))
         reason = _int8(RejectReason.PHONE_INVALID)
     reason = pc.if_else(no_digits, _int8(RejectReason.PHONE_INVALID), reason)
     return e164, accepted, reason, more_python
@@ -424,6 +421,6 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     # One in-memory connection per thread: a DuckDB connection is not shared safely.
     connection: duckdb.DuckDBPyConnection | None = getattr(_local, "connection", None)
     if connection is None:
-        connection = duckdb.connect(":memory:")
+        connection = duckdb.connect(":memory:", config={"preserve_insertion_order": True})
         _local.connection = connection
     return connection

@@ -124,6 +124,15 @@ def national_to_e164(digits: str, region: str) -> str | None:
     return to_e164(f"{number.country_code}{national}")
 
 
+def is_valid(e164: str) -> bool:
+    """Whether ``phonenumbers`` knows canonical ``e164`` digits as an assigned number."""
+    try:
+        number = phonenumbers.parse(f"+{e164}", None)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(number))
+
+
 def calling_code(region: str) -> str:
     """The country calling code of a checked region ("GB" -> "44")."""
     return str(phonenumbers.country_code_for_region(region))

@@ -153,12 +153,15 @@ def _phone(text: str, region: str | None) -> Normalized | Rejected:
 def _with_default_country(digits: str, region: str) -> str | None:
     """Digits without '+' or '00' in a column whose numbers are from ``region``.
 
-    First as already whole when they start with the region's calling code (this keeps
-    normalized values stable), then as a national number of the region, then as a
-    whole number of another country.
+    Read as a national number of the region (by ``phonenumbers``), else as a whole
+    number. When both readings work and differ (the digits start with the region's own
+    calling code: "4930123456" in Germany, "9123456789" in India), the whole reading
+    wins if it is a valid number, so already-normalized values keep their meaning.
     """
-    if digits.startswith(phones.calling_code(region)):
-        e164 = phones.to_e164(digits)
-        if e164 is not None:
-            return e164
-    return phones.national_to_e164(digits, region) or phones.to_e164(digits)
+    national = phones.national_to_e164(digits, region)
+    whole = phones.to_e164(digits)
+    if national is None or whole is None or national == whole:
+        return national or whole
+    if digits.startswith(phones.calling_code(region)) and phones.is_valid(whole):
+        return whole
+    return national

@@ -145,7 +145,11 @@ def test_phone_with_country_code(raw: str, normalized: str) -> None:
         ("011 44 20 7946 0958", "US", "442079460958"),  # the US international prefix
         ("06 12 34 56 78", "FR", "33612345678"),
         ("030 123456", "DE", "4930123456"),
-        ("4917067675127", "DE", "4917067675127"),  # already whole: kept
+        ("4917067675127", "DE", "4917067675127"),  # already whole and valid: kept
+        ("4930123456", "DE", "4930123456"),
+        ("98765 43210", "IN", "919876543210"),
+        ("91234 56789", "IN", "919123456789"),  # a mobile that starts like India's code
+        ("919123456789", "IN", "919123456789"),
         ("447911123456", "US", "447911123456"),  # not a US number; a whole UK one
         ("+1 706 767 5127", "GB", "17067675127"),  # '+' wins over the default
     ],
