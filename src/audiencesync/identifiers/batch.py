@@ -59,7 +59,8 @@ class HashedBatch:
     ``hashes`` (Arrow ``string``) holds the 64-hex SHA-256 of each accepted value and
     null where the value was rejected; ``reasons`` (Arrow ``string``) holds the
     :class:`RejectReason` code of each rejected value and null where it was accepted.
-    Both have the input's length. ``rejected`` counts rejects by reason (non-zero only).
+    Both have the input's length. ``accepted`` counts accepted values, ``prehashed`` those
+    of them taken as already hashed, ``rejected`` the rejects by reason (non-zero only).
     """
 
     kind: IdentifierType
