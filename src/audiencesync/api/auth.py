@@ -1,0 +1,380 @@
+"""Who is calling: personal API tokens, browser sessions, sign-in throttle, OAuth state.
+
+Secrets handed to users (API tokens, session cookies) are random and stored as their
+SHA-256 only, so the control database never holds one that works. OAuth tokens waiting
+for the "Save" step of a new connection are encrypted with the home's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from audiencesync.control import audit, users
+from audiencesync.control.context import Context
+from audiencesync.control.models import Role, User, utcnow
+from audiencesync.control.permissions import Actor
+from audiencesync.control.web_models import (
+    ApiToken,
+    LoginThrottle,
+    PendingAuthorization,
+    WebSession,
+)
+from audiencesync.destinations.snapchat.oauth import TokenSet
+from audiencesync.errors import (
+    AudiencesyncError,
+    NotFoundError,
+    PermissionDeniedError,
+    UserInputError,
+)
+from audiencesync.sync import connections
+from audiencesync.sync.connections import Authorization
+
+TOKEN_PREFIX = "as_"  # noqa: S105 (a prefix that marks audiencesync tokens)
+SESSION_IDLE = timedelta(hours=12)
+SESSION_MAX_AGE = timedelta(days=7)
+OAUTH_PENDING_TTL = timedelta(minutes=15)
+#: failed sign-ins allowed per user name, and per client address, within the window.
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 30
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_BLOCK = timedelta(minutes=15)
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+class NotSignedInError(AudiencesyncError):
+    """No valid session cookie or API token came with the request."""
+
+    http_status = 401
+
+
+class SignInThrottledError(PermissionDeniedError):
+    """Too many failed sign-ins: wait before trying again."""
+
+    http_status = 429
+
+
+def digest(secret: str) -> str:
+    """The SHA-256 (hex) a secret is stored and looked up by."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _actor(user: User) -> Actor:
+    return Actor(user.id, user.name, Role(user.role))
+
+
+# --- personal API tokens ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """A token as its owner sees it after creation: never the token itself."""
+
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A token just created: ``token`` is shown this once and never again."""
+
+    token: str = field(repr=False)
+    view: TokenView
+
+
+def _token_view(row: ApiToken) -> TokenView:
+    return TokenView(row.id, row.name, row.prefix, row.created_at, row.last_used_at, row.expires_at)
+
+
+def create_token(
+    ctx: Context, actor: Actor, name: str, *, expires_in_days: int | None = None
+) -> NewToken:
+    """A new personal API token for ``actor``; the caller shows ``token`` once."""
+    label = name.strip()
+    if not label or len(label) > 100:
+        raise UserInputError("give the token a name of 1 to 100 characters, e.g. 'nightly script'.")
+    if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
+        raise UserInputError("a token expires after 1 to 3650 days, or never (leave it empty).")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    expires = now + timedelta(days=expires_in_days) if expires_in_days else None
+    with ctx.db.session() as session:
+        row = ApiToken(
+            user_id=actor.id,
+            name=label,
+            token_hash=digest(token),
+            prefix=token[:10],
+            created_at=now,
+            expires_at=expires,
+        )
+        session.add(row)
+        audit.record(
+            session, actor, "api_token.create", f"user:{actor.name}",
+            after={"name": label, "prefix": row.prefix},
+        )  # fmt: skip
+        session.flush()
+        return NewToken(token, _token_view(row))
+
+
+def list_tokens(ctx: Context, actor: Actor) -> list[TokenView]:
+    """The acting user's own tokens, newest first."""
+    with ctx.db.session() as session:
+        rows = session.scalars(
+            select(ApiToken).where(ApiToken.user_id == actor.id).order_by(ApiToken.id.desc())
+        )
+        return [_token_view(r) for r in rows]
+
+
+def revoke_token(ctx: Context, actor: Actor, token_id: int) -> None:
+    """Revoke one of the acting user's own tokens; it stops working at once."""
+    with ctx.db.session() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None or row.user_id != actor.id:
+            raise NotFoundError(f"you have no API token with id {token_id}.")
+        audit.record(
+            session, actor, "api_token.revoke", f"user:{actor.name}",
+            before={"name": row.name, "prefix": row.prefix},
+        )  # fmt: skip
+        session.delete(row)
+
+
+def actor_for_token(ctx: Context, token: str) -> Actor | None:
+    """The owner of a valid, unexpired API token, or None."""
+    now = utcnow()
+    with ctx.db.session() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(token)))
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            return None
+        user = session.get(User, row.user_id)
+        if user is None:
+            return None
+        if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
+            row.last_used_at = now
+        return _actor(user)
+
+
+# --- browser sessions ---------------------------------------------------------------
+
+
+@dataclass
+class SessionInfo:
+    """A signed-in browser: who, its CSRF token, and its small per-session state."""
+
+    id_hash: str
+    actor: Actor
+    csrf_token: str
+    data: dict[str, Any]
+
+
+def start_session(ctx: Context, actor: Actor) -> tuple[str, SessionInfo]:
+    """A new session for ``actor``: (the cookie value, the session)."""
+    cookie = secrets.token_urlsafe(32)
+    now = utcnow()
+    info = SessionInfo(digest(cookie), actor, secrets.token_urlsafe(32), {})
+    with ctx.db.session() as session:
+        session.execute(delete(WebSession).where(WebSession.expires_at < now))
+        session.add(
+            WebSession(
+                id_hash=info.id_hash,
+                user_id=actor.id,
+                csrf_token=info.csrf_token,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + SESSION_IDLE,
+                data={},
+            )
+        )
+    return cookie, info
+
+
+def load_session(ctx: Context, cookie: str) -> SessionInfo | None:
+    """The live session of a cookie value (its idle expiry pushed back), or None."""
+    now = utcnow()
+    with ctx.db.session() as session:
+        row = session.get(WebSession, digest(cookie))
+        if row is None:
+            return None
+        if row.expires_at <= now or now - row.created_at > SESSION_MAX_AGE:
+            session.delete(row)
+            return None
+        user = session.get(User, row.user_id)
+        if user is None:
+            return None
+        if now - row.last_seen_at > _TOUCH_EVERY:
+            row.last_seen_at = now
+            row.expires_at = min(now + SESSION_IDLE, row.created_at + SESSION_MAX_AGE)
+        return SessionInfo(row.id_hash, _actor(user), row.csrf_token, dict(row.data or {}))
+
+
+def save_session_data(ctx: Context, info: SessionInfo) -> None:
+    """Write ``info.data`` back to the session row."""
+    with ctx.db.session() as session:
+        row = session.get(WebSession, info.id_hash)
+        if row is not None:
+            row.data = dict(info.data)
+
+
+def end_session(ctx: Context, cookie: str) -> None:
+    """Sign out: the session's cookie stops working at once."""
+    with ctx.db.session() as session:
+        session.execute(delete(WebSession).where(WebSession.id_hash == digest(cookie)))
+
+
+def end_sessions_of(ctx: Context, user_name: str) -> None:
+    """Sign a user out everywhere (after a password change by an administrator)."""
+    with ctx.db.session() as session:
+        user_id = session.scalar(select(User.id).where(User.name == user_name))
+        if user_id is not None:
+            session.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+
+# --- sign-in throttle ---------------------------------------------------------------
+
+
+def _blocked(session: Session, key: str, now: datetime) -> datetime | None:
+    row = session.get(LoginThrottle, key)
+    if row is not None and row.blocked_until is not None and row.blocked_until > now:
+        return row.blocked_until
+    return None
+
+
+def _fail(session: Session, key: str, limit: int, now: datetime) -> None:
+    row = session.get(LoginThrottle, key)
+    if row is None:
+        session.add(LoginThrottle(key=key, failures=1, first_failure_at=now))
+        return
+    if now - row.first_failure_at > THROTTLE_WINDOW:
+        row.failures, row.first_failure_at, row.blocked_until = 0, now, None
+    row.failures += 1
+    if row.failures >= limit:
+        row.blocked_until = now + THROTTLE_BLOCK
+
+
+def sign_in(ctx: Context, name: str, password: str, *, address: str) -> Actor:
+    """The user with this name and password, unless too many sign-ins failed lately.
+
+    Raises PermissionDeniedError (wrong name or password) or SignInThrottledError.
+    """
+    keys = ((f"user:{name.strip().lower()}", MAX_FAILURES_PER_USER),
+            (f"address:{address}", MAX_FAILURES_PER_ADDRESS))  # fmt: skip
+    now = utcnow()
+    with ctx.db.session() as session:
+        until = max((u for k, _ in keys if (u := _blocked(session, k, now))), default=None)
+    if until is not None:
+        minutes = max(1, round((until - now).total_seconds() / 60))
+        raise SignInThrottledError(
+            f"too many failed sign-ins: wait {minutes} minute(s) and try again, "
+            "or ask an administrator to reset your password."
+        )
+    try:
+        actor = users.authenticate(ctx, name, password)
+    except PermissionDeniedError:
+        with ctx.db.session() as session:
+            for key, limit in keys:
+                _fail(session, key, limit, now)
+        raise
+    with ctx.db.session() as session:
+        session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0][0]))
+    return actor
+
+
+# --- "Authenticate with Snapchat" -----------------------------------------------------
+
+
+def begin_authorization(ctx: Context, actor: Actor, redirect_uri: str) -> Authorization:
+    """Start the OAuth sign-in (administrators only) and remember its state, hashed."""
+    authorization = connections.start_authorization(ctx, actor, redirect_uri=redirect_uri)
+    now = utcnow()
+    with ctx.db.session() as session:
+        session.execute(delete(PendingAuthorization).where(PendingAuthorization.expires_at < now))
+        session.add(
+            PendingAuthorization(
+                state_hash=digest(authorization.state),
+                user_id=actor.id,
+                redirect_uri=authorization.redirect_uri,
+                created_at=now,
+                expires_at=now + OAUTH_PENDING_TTL,
+            )
+        )
+    return authorization
+
+
+def _pending(session: Session, state: str, now: datetime) -> PendingAuthorization:
+    row = session.get(PendingAuthorization, digest(state)) if state else None
+    if row is None or row.expires_at <= now:
+        raise PermissionDeniedError(
+            "this Snapchat sign-in is unknown or too old: start the authentication again."
+        )
+    return row
+
+
+def finish_callback(
+    ctx: Context, *, code: str, state: str, expected_state: str | None, actor: Actor | None
+) -> Actor:
+    """Exchange the redirect's code for tokens and keep them, encrypted, for the save step.
+
+    ``expected_state`` is the state this browser session started (the UI checks it);
+    ``actor``, when given, must be the user who started the sign-in. Returns that user.
+    """
+    now = utcnow()
+    with ctx.db.session() as session:
+        row = _pending(session, expected_state or state, now)
+        owner = session.get(User, row.user_id)
+        if owner is None or (actor is not None and actor.id != owner.id):
+            raise PermissionDeniedError(
+                "this Snapchat sign-in was started by another user: start it again yourself."
+            )
+        started_by = _actor(owner)
+        authorization = Authorization(
+            state=expected_state or state, url="", redirect_uri=row.redirect_uri
+        )
+    tokens = connections.finish_authorization(
+        ctx, started_by, authorization, code=code, state=state
+    )
+    with ctx.db.session() as session:
+        row = _pending(session, state, now)
+        row.tokens_encrypted = ctx.secrets.encrypt(json.dumps(tokens.to_dict()))
+    return started_by
+
+
+def pending_tokens(ctx: Context, actor: Actor, state: str) -> TokenSet:
+    """The tokens of a finished sign-in ``actor`` started (kept until :func:`discard`)."""
+    now = utcnow()
+    with ctx.db.session() as session:
+        row = _pending(session, state, now)
+        if row.user_id != actor.id:
+            raise PermissionDeniedError(
+                "this Snapchat sign-in was started by another user: start it again yourself."
+            )
+        if row.tokens_encrypted is None:
+            raise UserInputError(
+                "the Snapchat sign-in has not come back yet: approve the access on Snapchat's "
+                "page first, then save."
+            )
+        return TokenSet.from_dict(json.loads(ctx.secrets.decrypt(row.tokens_encrypted)))
+
+
+def discard(ctx: Context, state: str) -> None:
+    """Forget a started sign-in (used up, or abandoned)."""
+    with ctx.db.session() as session:
+        session.execute(
+            delete(PendingAuthorization).where(PendingAuthorization.state_hash == digest(state))
+        )
+
+
+def tokens_ready(ctx: Context, state: str) -> bool:
+    """Whether the sign-in started with ``state`` came back with tokens."""
+    with ctx.db.session() as session:
+        row = session.get(PendingAuthorization, digest(state)) if state else None
+        return row is not None and row.tokens_encrypted is not None

@@ -1,0 +1,101 @@
+"""What API routes depend on: the opened home and the calling user."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Literal, cast
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from audiencesync.api.auth import (
+    NotSignedInError,
+    SessionInfo,
+    actor_for_token,
+    load_session,
+)
+from audiencesync.control.context import Context
+from audiencesync.control.permissions import Actor
+from audiencesync.errors import PermissionDeniedError
+
+SESSION_COOKIE = "audiencesync_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: declares the bearer scheme in OpenAPI (Swagger's "Authorize"); the header is read below.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIToken",
+    description="A personal API token (create one on your account page).",
+)
+
+
+def get_context(request: Request) -> Context:
+    """The home opened by the app factory."""
+    return cast(Context, request.app.state.ctx)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The calling user and how they proved it."""
+
+    actor: Actor
+    session: SessionInfo | None
+
+    @property
+    def via(self) -> Literal["session", "token"]:
+        return "token" if self.session is None else "session"
+
+
+def find_principal(request: Request) -> Principal | None:
+    """The user behind the request's bearer token or session cookie (cached per request)."""
+    if hasattr(request.state, "principal"):
+        return cast(Principal | None, request.state.principal)
+    ctx = get_context(request)
+    found: Principal | None = None
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        actor = actor_for_token(ctx, token.strip()) if scheme.lower() == "bearer" else None
+        if actor is None:
+            raise NotSignedInError(
+                "the API token is not valid (revoked, expired or mistyped): create a new one "
+                "on your account page and send it as 'Authorization: Bearer TOKEN'."
+            )
+        found = Principal(actor, None)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        session = load_session(ctx, cookie)
+        if session is not None:
+            found = Principal(session.actor, session)
+    request.state.principal = found
+    return found
+
+
+def api_principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    """The calling user; a session also needs its CSRF token on changes."""
+    principal = find_principal(request)
+    if principal is None:
+        raise NotSignedInError(
+            "sign in first: send an API token as 'Authorization: Bearer TOKEN' "
+            "(create one on your account page), or sign in on the web page."
+        )
+    if principal.session is not None and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not secrets.compare_digest(sent, principal.session.csrf_token):
+            raise PermissionDeniedError(
+                "this change came with a session cookie but without its CSRF token: send the "
+                "X-CSRF-Token header, or use an API token."
+            )
+    return principal
+
+
+def api_actor(principal: Annotated[Principal, Depends(api_principal)]) -> Actor:
+    return principal.actor
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+CurrentActor = Annotated[Actor, Depends(api_actor)]
+CurrentPrincipal = Annotated[Principal, Depends(api_principal)]

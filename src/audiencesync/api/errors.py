@@ -1,0 +1,72 @@
+"""Errors as JSON: ``{"detail": "one plain sentence"}`` with the error's HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from audiencesync.api.auth import NotSignedInError
+from audiencesync.errors import AudiencesyncError
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = "an unexpected error happened on the server: see its log, then retry or report it."
+
+
+def error_status(error: AudiencesyncError) -> int:
+    return error.http_status
+
+
+def json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def from_service(error: AudiencesyncError) -> JSONResponse:
+    """A service error as its status and message."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, NotSignedInError) else None
+    return json_error(error.http_status, error.message, headers)
+
+
+def _where(location: Sequence[Any]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "form")]
+    return ".".join(parts) or "the request"
+
+
+def validation_detail(errors: Sequence[Any]) -> str:
+    """Pydantic's error list as one sentence: ``field 'name' is required; ...``."""
+    problems = []
+    for error in errors:
+        where = _where(error.get("loc", ()))
+        kind = error.get("type", "")
+        if kind == "missing":
+            problems.append(f"{where!r} is required")
+        elif kind == "extra_forbidden":
+            problems.append(f"{where!r} is not a field of this request")
+        elif kind in ("json_invalid", "model_attributes_type", "dict_type"):
+            problems.append("the body must be a JSON object")
+        else:
+            problems.append(f"{where!r}: {error.get('msg', 'is not valid').lower()}")
+    return "the request is not valid: " + "; ".join(problems) + "."
+
+
+def from_validation(error: RequestValidationError) -> JSONResponse:
+    return json_error(422, validation_detail(error.errors()))
+
+
+def from_http(error: HTTPException) -> JSONResponse:
+    detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    if error.status_code == 404 and detail == "Not Found":
+        detail = "there is no such API address: see /api/docs."
+    if error.status_code == 405:
+        detail = "this address does not take that method: see /api/docs."
+    return json_error(error.status_code, detail, dict(error.headers or {}))
+
+
+def unexpected(error: Exception) -> JSONResponse:
+    log.error("unexpected error: %s", type(error).__name__, exc_info=error)
+    return json_error(500, UNEXPECTED)

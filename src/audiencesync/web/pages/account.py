@@ -1,0 +1,68 @@
+"""Your account: change your password; create and revoke your API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from audiencesync.api import auth
+from audiencesync.control import users
+from audiencesync.errors import AudiencesyncError
+from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+
+router = APIRouter()
+
+
+def _account(
+    request: Request,
+    page: Page,
+    *,
+    error: str | None = None,
+    new_token: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request, page, "account.html",
+        tokens=auth.list_tokens(page.ctx, page.actor), error=error, new_token=new_token,
+        status=status, nav="account",
+    )  # fmt: skip
+
+
+@router.get("/account")
+def account(request: Request, page: CurrentPage) -> Response:
+    return _account(request, page)
+
+
+@router.post("/account/password")
+def change_password(request: Request, page: Form) -> Response:
+    password = page.form.get("password")
+    if page.form.get("password") != page.form.get("confirm"):
+        return _account(
+            request, page, error="the two passwords differ: type them again.", status=400
+        )
+    try:
+        users.set_password(page.ctx, page.actor, page.actor.name, str(password or ""))
+    except AudiencesyncError as error:
+        return _account(request, page, error=error.message, status=error.http_status)
+    page.flash("Your password was changed.")
+    return redirect("/account")
+
+
+@router.post("/account/tokens")
+def create_token(request: Request, page: Form) -> Response:
+    days = page.text("expires_in_days")
+    try:
+        created = auth.create_token(
+            page.ctx, page.actor, page.text("name"),
+            expires_in_days=int(days) if days.isdigit() else None,
+        )  # fmt: skip
+    except AudiencesyncError as error:
+        return _account(request, page, error=error.message, status=error.http_status)
+    return _account(request, page, new_token=created.token)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(page: Form, token_id: int) -> Response:
+    auth.revoke_token(page.ctx, page.actor, token_id)
+    page.flash("The token was revoked: it no longer works.")
+    return redirect("/account")
