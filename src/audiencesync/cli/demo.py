@@ -1,62 +1,136 @@
-"""``audiencesync demo``: the whole path, end to end, in a temporary home."""
+"""``audiencesync demo``: the whole path, end to end, on the local emulator."""
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from audiencesync.cli.common import console
-from audiencesync.control import users
+from audiencesync.cli.runs import summary_lines
+from audiencesync.cli.walkthrough import connect_through_emulator, emulator_home, open_new_home
 from audiencesync.control.context import Context
-from audiencesync.control.db import Database
+from audiencesync.control.permissions import Actor
+from audiencesync.emulator.testing import start_emulator_process
 from audiencesync.profiles import store
 from audiencesync.profiles.synthetic import write_profiles
-from audiencesync.settings import Settings
+from audiencesync.segments import service as segments
+from audiencesync.segments.rules import parse_rules
+from audiencesync.sync import exports, runs
+from audiencesync.sync.consent import CONSENT_VERSION
+from audiencesync.sync.engine import RunOutcome
+from audiencesync.sync.exports import ExportSpec
+from audiencesync.sync.runs import RunView
+
+SEGMENTS: dict[str, object] = {
+    "uk_customers": {"field": "country", "op": "=", "value": "GB"},
+    "recent_buyers": {
+        "all": [
+            {"field": "orders_90d", "op": ">=", "value": 2},
+            {"field": "last_order_date", "op": "in the last", "value": "90 days"},
+        ]
+    },
+}
+EXPORT = "demo-snapchat"
+
+
+def _run(ctx: Context, admin: Actor) -> RunView:
+    with Progress(
+        TextColumn("{task.fields[phase]:<26}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("run", total=None, phase="starting")
+
+        def report(outcome: RunOutcome) -> None:
+            progress.update(
+                task, completed=outcome.sent, total=outcome.to_send or None, phase=outcome.phase
+            )
+
+        view = runs.run_now(ctx, admin, EXPORT, reporter=report)
+    console.print("\n".join(summary_lines(view)), markup=False)
+    return view
 
 
 def demo(
     profiles: Annotated[
         int, typer.Option("--profiles", help="How many synthetic profiles.")
-    ] = 5000,
+    ] = 20_000,
     keep: Annotated[
-        Path | None, typer.Option("--keep", help="Use this folder as the home and keep it.")
+        Path | None, typer.Option("--keep", help="Use this (new) folder as the home and keep it.")
     ] = None,
 ) -> None:
-    """Run the whole path on synthetic profiles in a temporary home."""
-    with tempfile.TemporaryDirectory(prefix="audiencesync-demo-") as scratch:
-        home = keep or Path(scratch) / "home"
-        settings = Settings(home=home, database_url=None)
-        home.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.control_database_url)
-        database.migrate()
-        database.dispose()
-        ctx = Context.open(settings)
+    """Run the whole path on synthetic profiles and the local Snapchat emulator."""
+    scratch = Path(tempfile.mkdtemp(prefix="audiencesync-demo-"))
+    home = keep or scratch / "home"
+    if home.exists() and any(home.iterdir()):
+        raise typer.BadParameter(f"{home} is not empty: give --keep a new folder.")
+    with start_emulator_process("--auto-approve", "--processing-seconds", "2") as emulator:
+        settings = emulator_home(home, emulator)
+        ctx, admin, password = open_new_home(settings)
         try:
-            console.rule("1. Set up a home and the first administrator")
-            if not users.has_users(ctx):
-                users.create_first_admin(ctx, "admin", secrets.token_urlsafe(12))
-            admin = users.resolve_actor(ctx, "admin")
-            console.print(f"home: {home}")
-
-            console.rule("2. Import customer profiles")
-            source = write_profiles(Path(scratch) / "customers.csv", profiles)
-            view = store.import_file(ctx, admin, source, key="customer_id", name="customers")
-            console.print(
-                f"imported {view.row_count:,} profiles, columns: {', '.join(view.column_names)}"
-            )
-            sample = store.sample(ctx, admin, "customers", limit=5)
-            for record in sample.to_pylist():
-                console.print(
-                    f"  {record['customer_id']}  {record['country']}  age {record['age']}"
-                )
+            _walk(ctx, admin, emulator.api_url, profiles, scratch)
+            audience = exports.get_export(ctx, admin, EXPORT).audience_id
+            counts = emulator.member_counts(audience)
         finally:
             ctx.close()
-    console.rule("Next")
+    console.rule("Explore")
+    console.print(f"The emulator's audience {audience} held {counts} when it stopped.")
     console.print(
-        "Segments, the Snapchat connection and exports are being built (issues 4-6); "
-        "this demo grows with them."
+        f"Explore what happened: AUDIENCESYNC_HOME={home} audiencesync runs list "
+        f"(or exports show {EXPORT}, or serve and sign in as admin / {password}); "
+        "`make emulator` starts an emulator of your own to inspect."
     )
+
+
+def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path) -> None:
+    console.rule("1. Customer profiles")
+    source = write_profiles(scratch / "customers.csv", profiles)
+    view = store.import_file(ctx, admin, source, key="customer_id", name="customers")
+    console.print(
+        f"Imported {view.row_count:,} profiles with messy identifiers "
+        f"(padded mixed-case emails, phones in many formats, some invalid): "
+        f"{', '.join(view.column_names)}"
+    )
+
+    console.rule("2. Segments")
+    for name, rules in SEGMENTS.items():
+        segments.create_segment(ctx, admin, name, dataset="customers", rules=parse_rules(rules))
+        size = segments.count_segment(ctx, admin, name).size
+        console.print(f"{name}: {size:,} profiles")
+
+    console.rule("3. Admin > Connections > Add connection > Snapchat")
+    connection = connect_through_emulator(ctx, admin, "Snapchat (emulator)")
+    console.print(
+        f"Display name {connection.name!r}; usable by administrators and contributors; "
+        f"privacy text agreed (version {CONSENT_VERSION}); authenticated with Snapchat at "
+        f"{api_url} as {connection.platform_user_name!r}; export user {connection.export_user}; "
+        "saved."
+    )
+
+    console.rule("4. Data > Exports > Add destination")
+    export = exports.add_export(
+        ctx, admin,
+        ExportSpec(
+            name=EXPORT, connection=connection.name, segments=tuple(SEGMENTS),
+            email_field="email", phone_field="phone", maid_field="mobile_ad_id",
+            default_country="GB", create_audience=True, audience_name="audiencesync demo",
+        ),
+    )  # fmt: skip
+    console.print(
+        f"Export {export.name!r}: segments {', '.join(export.segments)} -> new customer list "
+        f"{export.audience_id}, mode {export.mode}; saving did not run it."
+    )
+
+    console.rule("5. First run: everyone is added")
+    _run(ctx, admin)
+
+    console.rule("6. The data changes; the second run sends only the difference")
+    write_profiles(scratch / "customers.csv", profiles, churn_from=max(1, profiles // 20))
+    refreshed = store.refresh(ctx, admin, "customers")
+    console.print(f"Refreshed 'customers': {refreshed.row_count:,} profiles, 5% replaced.")
+    _run(ctx, admin)

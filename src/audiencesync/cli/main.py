@@ -11,6 +11,7 @@ import typer
 from audiencesync import __version__
 from audiencesync.cli import (
     audit_cmd,
+    bench,
     connections,
     demo,
     emulator,
@@ -87,6 +88,7 @@ app.command("worker", help="Run queued export runs (several share a PostgreSQL d
     serve.worker
 )
 app.add_typer(identifiers.app, name="identifiers")
+app.command("bench", help="Time a full and an incremental run on the emulator (JSON).")(bench.bench)
 app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 
 

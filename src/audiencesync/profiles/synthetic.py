@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 
 
-def write_profiles(path: Path, count: int, *, seed: int = 7, churn_from: int = 0) -> Path:
+def write_profiles(path: Path, count: int, *, churn_from: int = 0) -> Path:
     """Write ``count`` profiles as Parquet (or CSV by extension) and return the path.
 
     Emails are mixed-case and sometimes padded; phones come in many formats, some without
@@ -17,7 +17,6 @@ def write_profiles(path: Path, count: int, *, seed: int = 7, churn_from: int = 0
     fmt = "(FORMAT csv, HEADER)" if path.suffix == ".csv" else "(FORMAT parquet)"
     con = duckdb.connect()
     try:
-        con.execute(f"SELECT setseed({(seed % 1000) / 1000})")
         con.execute(
             f"""
             COPY (
@@ -39,7 +38,11 @@ def write_profiles(path: Path, count: int, *, seed: int = 7, churn_from: int = 0
                   WHEN i % 5 = 3 THEN '07700 9' || lpad((i % 100000)::VARCHAR, 5, '0')
                   ELSE '12'
                 END AS phone,
-                CASE WHEN i % 4 = 0 THEN upper(uuid()::VARCHAR) ELSE NULL END AS mobile_ad_id,
+                CASE WHEN i % 4 = 0 THEN upper(
+                  substr(md5(i::VARCHAR), 1, 8) || '-' || substr(md5(i::VARCHAR), 9, 4) || '-'
+                  || substr(md5(i::VARCHAR), 13, 4) || '-' || substr(md5(i::VARCHAR), 17, 4)
+                  || '-' || substr(md5(i::VARCHAR), 21, 12)
+                ) ELSE NULL END AS mobile_ad_id,
                 18 + (i * 7919) % 70 AS age,
                 ['US', 'GB', 'FR', 'DE', 'ES'][1 + (i % 5)] AS country,
                 DATE '2026-11-28' - ((i * 31) % 400)::INTEGER AS last_order_date,
