@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from audiencesync.control.context import Context
 from audiencesync.emulator.testing import EmulatorHandle, running_emulator
+from audiencesync.settings import Settings
+from audiencesync.sync.destinations import load_tokens
 from tests.cli_runner import CliResult, run_cli
 
 PASSWORD = "a long enough password\n"
@@ -148,10 +151,10 @@ def test_secrets_never_reach_the_database_file_logs_or_output(
     run_cli("init", "--password-stdin", home=home, input_text=PASSWORD, env=env)
     made = add_connection(home, env, "Snapchat", "--agree")
     assert made.code == 0, made.output
-    state = emulator.state()
-    tokens = (
-        [t for t in state.get("tokens", {}).get("access", [])] if isinstance(state, dict) else []
-    )
+    ctx = Context.open(Settings(home=home))
+    stored = load_tokens(ctx, 1)
+    ctx.close()
+    tokens = [stored.access_token, stored.refresh_token]
     verbose = run_cli("-v", "connections", "show", "Snapchat", home=home, env=env)
     outputs = made.output + verbose.output
     raw = (home / "control.db").read_bytes() + b"".join(
