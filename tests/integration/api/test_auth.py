@@ -1,0 +1,179 @@
+"""Who may call the API: tokens (hashed, revocable, expiring), sessions with CSRF, throttle."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select, update
+
+from audiencesync.api import auth
+from audiencesync.control.models import Role, utcnow
+from audiencesync.control.web_models import ApiToken, WebSession
+from tests.conftest import PASSWORD
+from tests.integration.api.conftest import Api
+
+
+def sign_in(api: Api, name: str, password: str = PASSWORD) -> tuple[httpx.Client, httpx.Response]:
+    """A browser-like client signed in through the login page."""
+    browser = api.client()
+    page = browser.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    answer = browser.post(
+        "/login", data={"name": name, "password": password, "csrf_token": token.group(1)}
+    )
+    return browser, answer
+
+
+def test_no_credentials_is_401_in_plain_words(api: Api) -> None:
+    with api.client() as anonymous:
+        answer = anonymous.get("/api/v1/exports")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in answer.json()["detail"]
+
+
+def test_a_wrong_token_is_401(api: Api) -> None:
+    with api.client("as_not-a-token") as stranger:
+        answer = stranger.get("/api/v1/me")
+    assert answer.status_code == 401
+    assert "not valid" in answer.json()["detail"]
+
+
+def test_me_names_the_user_and_how_they_signed_in(api: Api) -> None:
+    answer = api.contributor.get("/api/v1/me")
+    assert answer.json() == {"name": "carol", "role": "contributor", "authenticated_by": "token"}
+
+
+def test_tokens_are_shown_once_stored_hashed_and_revoked_by_their_owner(api: Api) -> None:
+    created = api.viewer.post("/api/v1/me/tokens", json={"name": "script"})
+    assert created.status_code == 201
+    token = created.json()["token"]
+    api.recorder.created_tokens.add(token)
+    assert token.startswith("as_")
+    assert created.json()["prefix"] == token[:10]
+    with api.ctx.db.session() as session:
+        stored = session.scalars(select(ApiToken.token_hash)).all()
+    assert token not in stored
+    assert auth.digest(token) in stored
+    listed = api.viewer.get("/api/v1/me/tokens").json()
+    assert {t["name"] for t in listed} == {"tests", "script"}
+    assert all("token" not in t for t in listed)
+    with api.client(token) as script:
+        assert script.get("/api/v1/me").json()["name"] == "victor"
+        # Another user cannot revoke it; its owner can, and it stops working at once.
+        token_id = created.json()["id"]
+        assert api.admin.delete(f"/api/v1/me/tokens/{token_id}").status_code == 404
+        assert script.delete(f"/api/v1/me/tokens/{token_id}").status_code == 204
+        assert script.get("/api/v1/me").status_code == 401
+
+
+def test_an_expired_token_stops_working(api: Api) -> None:
+    created = auth.create_token(api.ctx, api.actors[Role.VIEWER], "short", expires_in_days=1)
+    api.recorder.created_tokens.add(created.token)
+    with api.ctx.db.session() as session:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == created.view.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with api.client(created.token) as script:
+        assert script.get("/api/v1/me").status_code == 401
+
+
+def test_token_names_are_checked(api: Api) -> None:
+    answer = api.admin.post("/api/v1/me/tokens", json={"name": "  "})
+    assert answer.status_code == 400
+    assert "name" in answer.json()["detail"]
+
+
+def test_a_session_cookie_works_and_changes_need_its_csrf_token(api: Api) -> None:
+    browser, answer = sign_in(api, "admin")
+    try:
+        assert answer.status_code == 303
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie
+        assert "Path=/" in cookie
+        assert browser.get("/api/v1/me").json()["authenticated_by"] == "session"
+        refused = browser.post("/api/v1/me/tokens", json={"name": "x"})
+        assert refused.status_code == 403
+        assert "CSRF" in refused.json()["detail"]
+        page = browser.get("/account")
+        csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+        assert csrf is not None
+        created = browser.post(
+            "/api/v1/me/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf.group(1)}
+        )
+        assert created.status_code == 201
+        api.recorder.created_tokens.add(created.json()["token"])
+        # Signing out ends the session on the server, not only in the browser.
+        session_cookie = browser.cookies["audiencesync_session"]
+        browser.post("/logout", data={"csrf_token": csrf.group(1)})
+    finally:
+        browser.close()
+    with api.client(cookies={"audiencesync_session": session_cookie}) as replay:
+        assert replay.get("/api/v1/me").status_code == 401
+    with api.ctx.db.session() as session:
+        stored = session.scalars(select(WebSession.id_hash)).all()
+    assert session_cookie not in stored
+
+
+def test_sign_in_is_throttled_after_repeated_failures(api: Api) -> None:
+    for _ in range(auth.MAX_FAILURES_PER_USER):
+        browser, answer = sign_in(api, "carol", "wrong password!")
+        browser.close()
+        assert answer.status_code == 403
+        assert "wrong user name or password" in answer.text
+    browser, answer = sign_in(api, "carol")
+    browser.close()
+    assert answer.status_code == 429
+    assert "too many failed sign-ins" in answer.text
+    # Another user from the same address is not blocked by carol's failures.
+    browser, answer = sign_in(api, "victor")
+    browser.close()
+    assert answer.status_code == 303
+
+
+def test_the_login_form_needs_its_csrf_cookie(api: Api) -> None:
+    with api.client() as browser:
+        answer = browser.post(
+            "/login", data={"name": "admin", "password": PASSWORD, "csrf_token": "forged"}
+        )
+    assert answer.status_code == 400
+    assert "audiencesync_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_validation_errors_are_plain_words(api: Api) -> None:
+    answer = api.admin.post("/api/v1/users", json={"name": "dave"})
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert "'role' is required" in detail
+    assert "'password' is required" in detail
+    answer = api.admin.post("/api/v1/users", json={"name": "dave", "role": "boss", "password": "x"})
+    assert answer.status_code == 422
+    assert "'role'" in answer.json()["detail"]
+
+
+def test_openapi_and_docs_are_served(api: Api) -> None:
+    with api.client() as anonymous:
+        schema = anonymous.get("/api/openapi.json").json()
+        docs = anonymous.get("/api/docs")
+        bundle = anonymous.get("/static/swagger/swagger-ui-bundle.js")
+    assert "/api/v1/exports/{name}/run" in schema["paths"]
+    assert "APIToken" in schema["components"]["securitySchemes"]
+    assert docs.status_code == 200
+    assert "/static/swagger/init.js" in docs.text
+    assert bundle.status_code == 200
+
+
+def test_every_answer_carries_the_security_headers(api: Api) -> None:
+    with api.client() as anonymous:
+        answer = anonymous.get("/login")
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
