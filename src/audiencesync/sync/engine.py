@@ -137,13 +137,16 @@ def _work_dir(snapshot: Snapshot, run_id: int) -> Path:
 
 
 def collect_identifiers(
-    ctx: Context, run: RunInput, target: Path, outcome: RunOutcome, report: Reporter
-) -> None:
-    """Stream members, hash each mapped field, write (type, hash) rows to ``target``."""
+    ctx: Context, run: RunInput, work: Path, outcome: RunOutcome, report: Reporter
+) -> dict[IdentifierType, Path]:
+    """Stream members, hash each mapped field; one file of hashes per identifier type."""
     outcome.phase = "reading members"
     report(outcome)
     fields = list(dict.fromkeys(run.fields.values()))
-    writer = pq.ParquetWriter(target, SCHEMA, compression="lz4")
+    paths = {kind: work / f"current-{kind.value}.parquet" for kind in run.fields}
+    writers = {
+        kind: pq.ParquetWriter(path, SCHEMA, compression="none") for kind, path in paths.items()
+    }
     try:
         with stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream:
             for batch in stream:
@@ -160,18 +163,12 @@ def collect_identifiers(
                     if hashed.rejected:
                         _count_rejects(outcome, kind, keys, hashed.reasons, hashed.rejected)
                     if len(accepted):
-                        writer.write_table(
-                            pa.table(
-                                {
-                                    "type": pa.array([kind.value] * len(accepted), pa.string()),
-                                    "hash": accepted,
-                                },
-                                schema=SCHEMA,
-                            )
-                        )
+                        writers[kind].write_table(pa.table({"hash": accepted}, schema=SCHEMA))
                 report(outcome)
     finally:
-        writer.close()
+        for writer in writers.values():
+            writer.close()
+    return paths
 
 
 def _count_rejects(
@@ -193,58 +190,62 @@ def _count_rejects(
         samples.extend([str(key), kind.value] for key in picked.to_pylist())
 
 
+PlannedFile = tuple[str, IdentifierType, Path]
+
+
 def plan(
-    snapshot: Snapshot, current: Path, work: Path, run: RunInput, outcome: RunOutcome
-) -> list[tuple[str, IdentifierType, Path]]:
-    """Diff the current identifiers against the confirmed snapshot; the batch files."""
+    snapshot: Snapshot,
+    current: dict[IdentifierType, Path],
+    work: Path,
+    run: RunInput,
+    outcome: RunOutcome,
+) -> Iterator[PlannedFile]:
+    """Diff each type's identifiers against its confirmed hashes, one type at a time.
+
+    A generator: the pusher starts sending a type's batches while the next type is
+    being planned. Types confirmed earlier but no longer mapped are all removed (mirror).
+    """
     outcome.phase = "planning"
-    con = duckdb.connect()
-    try:
-        snapshot.compact(con)
-        con.execute(
-            f"CREATE TEMP TABLE cur AS SELECT DISTINCT type, hash FROM read_parquet('{current}')"
-        )
-        con.execute(
-            f"CREATE TEMP VIEW confirmed AS SELECT type, hash FROM {snapshot.confirmed_sql()}"
-        )
-        if run.full:
-            (resent,) = con.execute(
-                "SELECT count(*) FROM "
-                "(SELECT type, hash FROM cur INTERSECT SELECT type, hash FROM confirmed)"
-            ).fetchone() or (0,)
-            outcome.resent = int(resent)
-            adds = "SELECT type, hash FROM cur"
-        else:
-            adds = "SELECT type, hash FROM cur EXCEPT SELECT type, hash FROM confirmed"
-        removes = "SELECT type, hash FROM confirmed EXCEPT SELECT type, hash FROM cur"
-        files: list[tuple[str, IdentifierType, Path]] = []
-        sections = [(REMOVE, removes)] if run.mirror else []
-        sections.append((ADD, adds))
-        for action, query in sections:
-            con.execute(f"CREATE TEMP TABLE plan_{action} AS {query}")
-            for kind_name, number in con.execute(
-                f"SELECT type, count(*) FROM plan_{action} GROUP BY type ORDER BY type"
-            ).fetchall():
-                kind = IdentifierType(kind_name)
-                totals = outcome.planned_adds if action == ADD else outcome.planned_removes
-                totals[kind.value] = int(number)
+    kinds = sorted(set(current) | (snapshot.types() if run.mirror else set()))
+    with duckdb.connect() as con:
+        for kind in kinds:
+            snapshot.compact(kind, con)
+            confirmed = f"SELECT hash FROM {snapshot.confirmed_sql(kind)}"
+            mine = (
+                f"SELECT hash FROM read_parquet('{current[kind]}')"
+                if kind in current
+                else "SELECT NULL::VARCHAR AS hash WHERE false"
+            )
+            if run.full:
+                (resent,) = con.execute(
+                    f"SELECT count(*) FROM ({mine} INTERSECT {confirmed})"
+                ).fetchone() or (0,)
+                outcome.resent += int(resent)
+                adds = f"SELECT DISTINCT hash FROM ({mine})"
+            else:
+                adds = f"{mine} EXCEPT {confirmed}"
+            sections = [(ADD, adds)]
+            if run.mirror:
+                sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
+            for action, query in sections:
                 path = work / f"{action}-{kind.value}.parquet"
                 con.execute(
-                    f"COPY (SELECT hash FROM plan_{action} WHERE type = ?) TO '{path}' "
-                    "(FORMAT parquet, COMPRESSION lz4)",
-                    [kind.value],
+                    f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION uncompressed)"
                 )
-                files.append((action, kind, path))
-        return files
-    finally:
-        con.close()
+                number = pq.ParquetFile(path).metadata.num_rows
+                if number:
+                    totals = outcome.planned_adds if action == ADD else outcome.planned_removes
+                    totals[kind.value] = number
+                    yield action, kind, path
 
 
 def _batches(
-    files: list[tuple[str, IdentifierType, Path]], size: int
+    files: Iterator[PlannedFile], outcome: RunOutcome, size: int
 ) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
     for action, kind, path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=size, columns=["hash"]):
+        parquet = pq.ParquetFile(path)
+        outcome.batches_total += -(-parquet.metadata.num_rows // size)
+        for batch in parquet.iter_batches(batch_size=size, columns=["hash"]):
             yield action, kind, batch.column(0)
 
 
@@ -252,7 +253,7 @@ def push(
     destination: Destination,
     snapshot: Snapshot,
     run: RunInput,
-    files: list[tuple[str, IdentifierType, Path]],
+    files: Iterator[PlannedFile],
     outcome: RunOutcome,
     *,
     concurrency: int,
@@ -261,12 +262,6 @@ def push(
 ) -> None:
     """Send the planned batches; journal each acknowledged one before counting it."""
     size = destination.max_batch_size
-    outcome.phase = "sending"
-    outcome.batches_total = sum(
-        -(-n // size)
-        for totals in (outcome.planned_adds, outcome.planned_removes)
-        for n in totals.values()
-    )
     report(outcome)
     lock = threading.Lock()
 
@@ -282,7 +277,7 @@ def push(
         return result, action, kind, hashes
 
     in_flight: set[Future[tuple[BatchResult, str, IdentifierType, pa.Array]]] = set()
-    source = _batches(files, size)
+    source = _batches(files, outcome, size)
     stop = False
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="push") as pool:
         while True:
@@ -294,6 +289,7 @@ def push(
                 item = next(source, None)
                 if item is None:
                     break
+                outcome.phase = "sending"
                 in_flight.add(pool.submit(send, *item))
             if not in_flight:
                 break
@@ -340,18 +336,18 @@ def execute(
     work = _work_dir(snapshot, run_id)
     started = time.perf_counter()
     try:
-        current = work / "current.parquet"
-        collect_identifiers(ctx, run, current, outcome, report)
+        current = collect_identifiers(ctx, run, work, outcome, report)
         files = plan(snapshot, current, work, run, outcome)
-        report(outcome)
         if run.dry_run or destination is None:
+            for _ in files:
+                report(outcome)
             outcome.phase = "planned"
             return outcome
         push(
             destination, snapshot, run, files, outcome,
             concurrency=concurrency, report=report, cancelled=cancelled,
         )  # fmt: skip
-        snapshot.compact()
+        snapshot.compact_all()
         if not outcome.fatal:
             outcome.phase = "reading back the audience"
             report(outcome)

@@ -1,11 +1,15 @@
 """The confirmed snapshot of an export: what Snapchat has acknowledged, per identifier type.
 
-``<home>/exports/<export id>/confirmed.parquet`` holds (type, hash) rows; each batch the
-destination acknowledges is written at once to ``journal/`` as its own small Parquet file
-(written to a temporary name, then renamed, so a file is either whole or absent). A
-compaction folds the journal into ``confirmed.parquet``: ``(confirmed ∪ adds) − removes``.
-A run killed at any instant therefore loses at most the batches in flight, which the next
-run sends again (adding or removing an id twice is harmless at Snapchat).
+``<home>/exports/<export id>/confirmed-<type>.parquet`` holds the acknowledged hashes of
+one identifier type. Each batch the destination acknowledges is written at once to
+``journal/`` as its own small Parquet file (written under a temporary name, then renamed,
+so a journal file is either whole or absent). A compaction folds one type's journal into
+its confirmed file: ``(confirmed ∪ adds) − removes``, then deletes those journal files.
+
+Safety argument: a run killed at any instant loses at most the batches in flight (not yet
+journaled), which the next run sends again; adding or removing an id twice is harmless.
+A journaled removal is deleted only after the compacted file that applies it is in
+place, so the snapshot never claims an id Snapchat no longer holds.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pyarrow.parquet as pq
 from audiencesync.control.context import Context
 from audiencesync.types import IdentifierType
 
-SCHEMA = pa.schema([("type", pa.string()), ("hash", pa.string())])
+SCHEMA = pa.schema([("hash", pa.string())])
 ADD = "add"
 REMOVE = "remove"
 
@@ -31,88 +35,101 @@ def export_dir(home: Path, export_id: int) -> Path:
     return home / "exports" / str(export_id)
 
 
-def _write_atomically(table: pa.Table, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, temporary, compression="zstd")
+def _fsync_replace(temporary: Path, target: Path) -> None:
     with temporary.open("rb") as handle:
         os.fsync(handle.fileno())
     temporary.replace(target)
 
 
 class Snapshot:
-    """One export's confirmed (type, hash) set and its journal."""
+    """One export's confirmed hashes per identifier type, and its journal."""
 
     def __init__(self, home: Path, export_id: int) -> None:
         self.root = export_dir(home, export_id)
         self.journal = self.root / "journal"
-        self.confirmed = self.root / "confirmed.parquet"
         self.journal.mkdir(parents=True, exist_ok=True)
-        self._sequence = self._last_sequence()
-
-    def _last_sequence(self) -> int:
         numbers = [int(p.name.split("-", 1)[0]) for p in self.journal.glob("*.parquet")]
-        return max(numbers, default=0)
+        self._sequence = max(numbers, default=0)
+
+    def confirmed(self, kind: IdentifierType) -> Path:
+        return self.root / f"confirmed-{kind.value}.parquet"
 
     def record(self, action: str, kind: IdentifierType, hashes: pa.Array) -> None:
         """Journal one acknowledged batch (``add`` or ``remove``) durably."""
         self._sequence += 1
-        table = pa.table(
-            {"type": pa.array([kind.value] * len(hashes), pa.string()), "hash": hashes},
-            schema=SCHEMA,
-        )
-        _write_atomically(
-            table, self.journal / f"{self._sequence:08d}-{action}-{kind.value}.parquet"
-        )
+        target = self.journal / f"{self._sequence:08d}-{action}-{kind.value}.parquet"
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(pa.table({"hash": hashes}, schema=SCHEMA), temporary, compression="none")
+        _fsync_replace(temporary, target)
 
-    def _journal_files(self, action: str) -> list[str]:
-        return sorted(str(p) for p in self.journal.glob(f"*-{action}-*.parquet"))
+    def _journal(self, action: str, kind: IdentifierType) -> list[str]:
+        return sorted(str(p) for p in self.journal.glob(f"*-{action}-{kind.value}.parquet"))
 
-    def confirmed_sql(self) -> str:
-        """A DuckDB table expression over the confirmed set (compacted)."""
-        if not self.confirmed.exists():
-            return "(SELECT NULL::VARCHAR AS type, NULL::VARCHAR AS hash WHERE false)"
-        return f"read_parquet('{self.confirmed}')"
+    def types(self) -> set[IdentifierType]:
+        """Types with confirmed or journaled hashes."""
+        found = {
+            IdentifierType(p.stem.split("-", 1)[1]) for p in self.root.glob("confirmed-*.parquet")
+        }
+        for path in self.journal.glob("*.parquet"):
+            found.add(IdentifierType(path.stem.split("-", 2)[2]))
+        return found
 
-    def compact(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Fold the journal into ``confirmed.parquet`` and clear the journal."""
-        adds, removes = self._journal_files(ADD), self._journal_files(REMOVE)
+    def confirmed_sql(self, kind: IdentifierType) -> str:
+        """A DuckDB table expression of one type's confirmed hashes (call after compact)."""
+        path = self.confirmed(kind)
+        if not path.exists():
+            return "(SELECT NULL::VARCHAR AS hash WHERE false)"
+        return f"read_parquet('{path}')"
+
+    def compact(self, kind: IdentifierType, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Fold one type's journal into its confirmed file and clear that journal."""
+        adds, removes = self._journal(ADD, kind), self._journal(REMOVE, kind)
         if not adds and not removes:
+            return
+        target = self.confirmed(kind)
+        temporary = self.root / f".confirmed-{kind.value}.{uuid.uuid4().hex}.tmp"
+        if len(adds) == 1 and not removes and not target.exists():
+            # First acknowledged batch of this type: the journal file is the snapshot.
+            Path(adds[0]).replace(target)
             return
         own = con is None
         con = con or duckdb.connect()
         try:
-            parts = [f"SELECT type, hash FROM {self.confirmed_sql()}"]
+            parts = [f"SELECT hash FROM {self.confirmed_sql(kind)}"]
             if adds:
-                parts.append(f"SELECT type, hash FROM read_parquet({adds!r})")
+                parts.append(f"SELECT hash FROM read_parquet({adds!r})")
             query = " UNION ".join(parts)
             if removes:
-                query = f"({query}) EXCEPT SELECT type, hash FROM read_parquet({removes!r})"
-            temporary = self.root / f".confirmed.{uuid.uuid4().hex}.tmp"
-            con.execute(f"COPY ({query}) TO '{temporary}' (FORMAT parquet, COMPRESSION zstd)")
-            with temporary.open("rb") as handle:
-                os.fsync(handle.fileno())
-            temporary.replace(self.confirmed)
+                query = f"({query}) EXCEPT SELECT hash FROM read_parquet({removes!r})"
+            con.execute(
+                f"COPY ({query}) TO '{temporary}' (FORMAT parquet, COMPRESSION uncompressed)"
+            )
         finally:
             if own:
                 con.close()
-        # Only after the new confirmed file is in place; re-applying a journal is harmless.
+        _fsync_replace(temporary, target)
+        # Only now that the compacted file is in place; re-applying a journal is harmless.
         for name in adds + removes:
             Path(name).unlink(missing_ok=True)
 
+    def compact_all(self) -> None:
+        with duckdb.connect() as con:
+            for kind in self.types():
+                self.compact(kind, con)
+
     def counts(self) -> dict[str, int]:
         """Confirmed identifiers per type (after compaction)."""
-        self.compact()
-        if not self.confirmed.exists():
-            return {}
-        rows = duckdb.sql(
-            f"SELECT type, count(*) FROM read_parquet('{self.confirmed}') GROUP BY type"
-        ).fetchall()
-        return {str(t): int(n) for t, n in rows}
+        self.compact_all()
+        result = {}
+        for kind in sorted(self.types()):
+            path = self.confirmed(kind)
+            if path.exists():
+                result[kind.value] = pq.ParquetFile(path).metadata.num_rows
+        return result
 
     def reset(self) -> None:
         """Forget everything confirmed (after the audience was emptied)."""
-        self.confirmed.unlink(missing_ok=True)
-        for path in self.journal.glob("*.parquet"):
+        for path in [*self.root.glob("confirmed-*.parquet"), *self.journal.glob("*.parquet")]:
             path.unlink(missing_ok=True)
         self._sequence = 0
 
