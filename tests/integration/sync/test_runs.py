@@ -187,3 +187,15 @@ def test_clear_empties_the_audience_and_resets_the_snapshot(
     assert emulator.members(audience, EMAIL) == set()
     view = runs.run_now(ctx, admin, "main")
     assert view.counts["added"] == {"email": 3, "phone": 3}
+
+
+def test_a_queued_run_can_be_cancelled_and_a_finished_one_cannot(
+    ctx: Context, admin: Actor, audience: str
+) -> None:
+    queued = runs.request_run(ctx, admin, "main")
+    cancelled = runs.cancel_run(ctx, admin, queued)
+    assert cancelled.status == "cancelled"
+    assert runs.claim(ctx, "w") is None  # nothing left to run
+    done = runs.run_now(ctx, admin, "main")
+    with pytest.raises(ConflictError, match="has already ended"):
+        runs.cancel_run(ctx, admin, done.id)
