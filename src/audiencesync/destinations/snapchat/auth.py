@@ -39,7 +39,6 @@ class TokenKeeper:
         self._margin = margin_seconds
         self._lock = threading.Lock()
         self._refused: ReauthenticationRequiredError | None = None
-        self.refresh_count = 0
 
     @property
     def tokens(self) -> TokenSet:
@@ -85,7 +84,6 @@ class TokenKeeper:
         except ReauthenticationRequiredError as exc:
             self._refused = exc
             raise
-        self.refresh_count += 1
         self._tokens = new
         self._on_tokens(new)
         return new
