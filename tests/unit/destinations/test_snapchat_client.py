@@ -54,6 +54,17 @@ def test_refreshes_before_expiry_without_meeting_a_401(snap: FakeSnap) -> None:
     assert api[1].headers["Authorization"] == f"Bearer {seen[0].access_token}"
 
 
+def test_failed_early_refresh_keeps_using_the_still_valid_token(snap: FakeSnap) -> None:
+    client = snap.client(requests_per_second=1e6)
+    snap.clock.advance(1800 - 60)  # inside the margin, not yet expired
+    snap.fail_next("POST", "/login", *[error(503)] * 4)
+    assert client.me().id == "u1"
+    assert snap.api_requests()[-1].headers["Authorization"].endswith(snap.first_tokens.access_token)
+    snap.clock.advance(61)  # now expired: the next call refreshes for real
+    assert client.me().id == "u1"
+    assert snap.refresh_calls == 1
+
+
 def test_refresh_on_401_then_replay(snap: FakeSnap) -> None:
     seen: list[TokenSet] = []
     client = snap.client(on_tokens=seen.append, requests_per_second=1e6)

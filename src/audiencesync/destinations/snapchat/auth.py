@@ -61,7 +61,7 @@ class TokenKeeper:
             except AudiencesyncError as exc:
                 # Inside the margin the old token still works: use it while Snapchat's
                 # token endpoint recovers, rather than failing the call.
-                if exc.retryable and current.expires_within(0, self._clock.now()) is False:
+                if exc.retryable and not current.expires_within(0, self._clock.now()):
                     logger.warning("token refresh failed (%s); using the current token", exc)
                     return current.access_token
                 raise
