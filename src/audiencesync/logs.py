@@ -21,21 +21,35 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\b[0-9a-fA-F]{64}\b"), "[hash]"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
-    (re.compile(r"(?<![\w-])\+?\d[\d\s().-]{7,}\d(?![\w-])"), "[phone]"),
+    # A phone is written with a '+' or with separators; bare digit runs are ids (segment
+    # ids are 16 digits) and stay readable.
     (
         re.compile(
-            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+            r"(?<![\w/-])(?:\+\d[\d\s().-]{6,}\d|\d{1,5}[\s().-]+\d[\d\s().-]{4,}\d)(?![\w-])"
         ),
-        "[uuid]",
+        "[phone]",
     ),
 )
+_UUID = re.compile(
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+)
+# Organization and ad account ids are UUIDs too; they are not personal data and make log
+# lines useful. A UUID anywhere else may be a mobile ad id and is redacted.
+_ACCOUNT_CONTEXT = re.compile(
+    r"(?i)(organizations?|adaccounts?|ad_account(_id)?|organization_id)[/=:\s\"']*$"
+)
+
+
+def _uuid(match: re.Match[str]) -> str:
+    before = match.string[max(0, match.start() - 24) : match.start()]
+    return match.group(0) if _ACCOUNT_CONTEXT.search(before) else "[uuid]"
 
 
 def redact(text: str) -> str:
     """Return ``text`` with personal data and secrets replaced by placeholders."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _UUID.sub(_uuid, text)
 
 
 class RedactingFilter(logging.Filter):

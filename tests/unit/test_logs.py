@@ -44,3 +44,18 @@ def test_the_filter_rewrites_records_with_arguments(caplog: pytest.LogCaptureFix
     logger.filters.clear()
     assert "someone@example.org" not in caplog.text
     assert "/v1/segments/123/users" in caplog.text
+
+
+def test_ids_stay_readable_but_ad_ids_do_not() -> None:
+    line = (
+        "POST /v1/segments/4100000000000001/users 200 12ms "
+        "ad_account_id=5c3e1d2a-8b7f-4e6d-a1c9-3b2d4f6e8a01 "
+        "GET /v1/adaccounts/5c3e1d2a-8b7f-4e6d-a1c9-3b2d4f6e8a01/segments "
+        "maid F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6 phone 07700 900123 run 12"
+    )
+    cleaned = redact(line)
+    assert "/v1/segments/4100000000000001/users" in cleaned
+    assert cleaned.count("5c3e1d2a-8b7f-4e6d-a1c9-3b2d4f6e8a01") == 2
+    assert "F81D4FAE" not in cleaned
+    assert "900123" not in cleaned
+    assert "run 12" in cleaned
