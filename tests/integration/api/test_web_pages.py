@@ -1,0 +1,241 @@
+"""The web UI over HTTP without a browser: sign-in redirects, CSRF, refusals, the builder."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from audiencesync.control.models import Role
+from audiencesync.errors import UserInputError
+from audiencesync.segments.rules import parse_rules
+from audiencesync.sync.runs import RunView
+from audiencesync.web import builder
+from audiencesync.web.charts import run_chart, run_points, sparkline
+from tests.integration.api.conftest import Api, add_export_via_api, connect_via_api
+from tests.integration.api.test_auth import sign_in
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(browser: httpx.Client, path: str) -> str:
+    found = CSRF.search(browser.get(path).text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_pages_send_strangers_to_sign_in_and_back(api: Api) -> None:
+    with api.client() as anonymous:
+        answer = anonymous.get("/exports/weekly?tab=runs")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=/exports/weekly%3Ftab%3Druns"
+        fragment = anonymous.get("/exports/weekly/runs-panel", headers={"HX-Request": "true"})
+        assert fragment.status_code == 204
+        assert fragment.headers["hx-redirect"].startswith("/login?next=")
+    browser, answer = sign_in(api, "victor")
+    browser.close()
+    assert answer.headers["location"] == "/"
+
+
+def test_sign_in_never_sends_you_to_another_site(api: Api) -> None:
+    with api.client() as browser:
+        page = browser.get("/login", params={"next": "//evil.example/x"})
+        token = CSRF.search(page.text)
+        assert token is not None
+        answer = browser.post(
+            "/login",
+            data={"name": "admin", "password": "correct horse battery",
+                  "csrf_token": token.group(1), "next": "https://evil.example/"},
+        )  # fmt: skip
+    assert answer.headers["location"] == "/"
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(api: Api) -> None:
+    browser, _ = sign_in(api, "admin")
+    try:
+        forged = browser.post(
+            "/users",
+            data={"name": "mallory", "role": "admin", "password": "long enough pw"},
+            headers={"Referer": f"{api.url}/users"},
+        )
+        assert forged.status_code == 303
+        shown = browser.get(forged.headers["location"]).text
+        assert "this form is out of date or came from another site" in shown
+        cross_site = browser.post(
+            "/users",
+            data={"name": "mallory", "role": "admin", "password": "long enough pw",
+                  "csrf_token": csrf_of(browser, "/users")},
+            headers={"Origin": "https://evil.example"},
+        )  # fmt: skip
+        assert cross_site.status_code == 403
+        names = [u["name"] for u in api.admin.get("/api/v1/users").json()]
+        assert "mallory" not in names
+    finally:
+        browser.close()
+
+
+def test_a_refused_button_says_why_on_the_same_page(profiles: Api) -> None:
+    connect_via_api(profiles, "Snap", share=True)
+    assert add_export_via_api(profiles, profiles.admin).status_code == 201
+    browser, _ = sign_in(profiles, "victor")
+    try:
+        page = browser.get("/exports/weekly")
+        assert "Run now" not in page.text
+        answer = browser.post(
+            "/exports/weekly/run",
+            data={"csrf_token": csrf_of(browser, "/exports/weekly")},
+            headers={"Referer": f"{profiles.url}/exports/weekly"},
+        )
+        assert answer.headers["location"] == "/exports/weekly"
+        shown = browser.get("/exports/weekly").text
+        assert "victor is a viewer and cannot create, change, remove or run exports" in shown
+        assert profiles.viewer.get("/api/v1/runs").json() == []
+    finally:
+        browser.close()
+
+
+def test_the_connection_callback_checks_the_state_of_this_session(api: Api) -> None:
+    browser, _ = sign_in(api, "admin")
+    try:
+        token = csrf_of(browser, "/connections/new")
+        no_consent = browser.post("/connections/new", data={"csrf_token": token, "name": "S"})
+        assert no_consent.status_code == 400
+        assert "agreement" in no_consent.text
+        started = browser.post(
+            "/connections/new", data={"csrf_token": token, "name": "S", "agree": "on"}
+        )
+        authorize = started.headers["location"]
+        assert authorize.startswith(api.emulator.auth_url)
+        with httpx.Client() as snapchat:
+            back = snapchat.get(authorize).headers["location"]
+        query = parse_qs(urlsplit(back).query)
+        forged = browser.get(
+            "/connections/callback", params={"code": query["code"][0], "state": "forged"}
+        )
+        assert forged.status_code == 403
+        assert "different state" in forged.text
+        # Another signed-in admin cannot finish this session's sign-in either.
+        other, _ = sign_in(api, "admin")
+        try:
+            stolen = other.get("/connections/callback", params={"code": "x", "state": "y"})
+        finally:
+            other.close()
+        assert stolen.status_code == 403
+        assert "did not start a Snapchat sign-in" in stolen.text
+        assert api.admin.get("/api/v1/connections").json() == []
+    finally:
+        browser.close()
+
+
+def test_a_contributor_cannot_open_the_connection_steps(api: Api) -> None:
+    browser, _ = sign_in(api, "carol")
+    try:
+        page = browser.get("/connections/new")
+        assert page.status_code == 403
+        assert "cannot create, change or remove connections" in page.text
+    finally:
+        browser.close()
+
+
+# --- the rule builder ----------------------------------------------------------------
+
+COLUMNS = {"country": "VARCHAR", "age": "BIGINT", "vip": "BOOLEAN", "email": "VARCHAR"}
+
+
+def test_builder_rows_become_the_rule_a_yaml_file_would_hold() -> None:
+    form = {
+        "r.kind": "group", "r.join": "any",
+        "r.0.kind": "condition", "r.0.field": "age", "r.0.op": "between", "r.0.value": "18, 30",
+        "r.1.kind": "group", "r.1.join": "all", "r.1.not": "on",
+        "r.1.0.kind": "condition", "r.1.0.field": "country", "r.1.0.op": "in",
+        "r.1.0.value": "GB, FR",
+        "r.1.1.kind": "condition", "r.1.1.field": "vip", "r.1.1.op": "=", "r.1.1.value": "true",
+        "r.2.kind": "segment", "r.2.segment": "buyers",
+        "r.3.kind": "condition", "r.3.field": "email", "r.3.op": "is null", "r.3.value": "x",
+    }  # fmt: skip
+    rule = builder.to_rule(builder.from_form(form), COLUMNS)
+    assert rule == parse_rules(
+        {"any": [
+            {"field": "age", "op": "between", "value": [18, 30]},
+            {"not": {"all": [{"field": "country", "op": "in", "value": ["GB", "FR"]},
+                             {"field": "vip", "op": "=", "value": True}]}},
+            {"segment": "buyers"},
+            {"field": "email", "op": "is null"},
+        ]}
+    )  # fmt: skip
+    # ... and back: any saved rule has a builder form that gives the same rule.
+    again = builder.from_rule(rule)
+    assert builder.to_rule(again, COLUMNS) == rule
+
+
+def test_builder_buttons_add_and_remove_rows() -> None:
+    root = builder.empty()
+    builder.apply(root, "add-group:r")
+    builder.apply(root, "add-segment:r.1")
+    assert [r.kind for r in root.rows] == ["condition", "group"]
+    assert [r.kind for r in root.rows[1].rows] == ["condition", "segment"]
+    builder.apply(root, "remove:r.0")
+    assert [r.kind for r in root.rows] == ["group"]
+    builder.apply(root, "remove:r")  # the top group stays
+    builder.apply(root, "add-condition:../etc")  # nonsense is ignored
+    assert len(root.rows) == 1
+    with pytest.raises(UserInputError, match="reload the page"):
+        builder.apply(root, "remove:r.5")
+
+
+def test_an_empty_builder_says_what_to_do() -> None:
+    with pytest.raises(UserInputError, match="add a condition"):
+        builder.to_rule(builder.Row(kind="group"), COLUMNS)
+    with pytest.raises(UserInputError, match="field"):
+        builder.to_rule(builder.empty(), COLUMNS)
+
+
+# --- charts --------------------------------------------------------------------------
+
+
+def _run(run_id: int, added: int, removed: int, size: int | None, **extra: object) -> RunView:
+    at = datetime(2026, 11, 28, 12, run_id, tzinfo=UTC)
+    values: dict[str, object] = {
+        "id": run_id, "export": "weekly", "trigger": "api", "requested_by": "admin",
+        "status": "succeeded", "dry_run": False, "full": False, "queued_at": at,
+        "started_at": at, "finished_at": at,
+        "counts": {"added": {"email": added}, "removed": {"email": removed}},
+        "progress": {}, "audience": {"approximate_number_users": size},
+        "errors": (), "reject_samples": {}, **extra,
+    }  # fmt: skip
+    return RunView(**values)  # type: ignore[arg-type]
+
+
+def test_the_chart_shows_finished_runs_oldest_first() -> None:
+    history = [
+        _run(3, 0, 0, None, status="running", finished_at=None),
+        _run(2, 5, 20, 1000),
+        _run(4, 7, 0, None, dry_run=True),
+        _run(1, 100, 0, 1100),
+    ]
+    points = run_points(history)
+    assert [(p.run_id, p.sent_total, p.audience_size) for p in points] == [
+        (1, 100, 1100),
+        (2, 85, 1000),
+    ]
+    chart = str(run_chart(history))
+    assert chart.count('class="point"') == 2
+    assert "+100 added" in chart
+    assert "style=" not in chart  # the CSP forbids inline styles
+    assert "No finished runs" in str(run_chart([]))
+    assert str(sparkline([1])) == ""
+    assert "polyline" in str(sparkline([1, 5, 3]))
+
+
+def test_roles_see_their_own_navigation(api: Api) -> None:
+    for name, role in (("admin", Role.ADMIN), ("carol", Role.CONTRIBUTOR)):
+        browser, _ = sign_in(api, name)
+        try:
+            page = browser.get("/connections").text
+            assert ("Add connection" in page) is (role is Role.ADMIN)
+            assert f'class="badge role-{role.value}"' in page
+        finally:
+            browser.close()
