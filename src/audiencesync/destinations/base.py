@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
+
+import pyarrow as pa
 
 from audiencesync.types import IdentifierType
+
+#: Already-hashed identifiers: 64 lowercase hex characters each. The engine passes Arrow
+#: string arrays (no per-item Python objects); tests and scripts may pass lists.
+Hashes: TypeAlias = Sequence[str] | pa.Array
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +83,13 @@ class Destination(Protocol):
         ...
 
     def add_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         """Add already-hashed identifiers of one type (at most ``max_batch_size``)."""
         ...
 
     def remove_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         """Remove already-hashed identifiers of one type (at most ``max_batch_size``)."""
         ...

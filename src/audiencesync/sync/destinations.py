@@ -9,7 +9,7 @@ marks the connection "needs re-authentication" so its exports say so plainly.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -19,7 +19,13 @@ from audiencesync.control import audit
 from audiencesync.control.context import Context
 from audiencesync.control.models import Secret, utcnow
 from audiencesync.control.sync_models import Connection
-from audiencesync.destinations.base import AccountInfo, AudienceInfo, BatchResult, Destination
+from audiencesync.destinations.base import (
+    AccountInfo,
+    AudienceInfo,
+    BatchResult,
+    Destination,
+    Hashes,
+)
 from audiencesync.destinations.snapchat.client import SnapchatClient
 from audiencesync.destinations.snapchat.destination import SnapchatDestination
 from audiencesync.destinations.snapchat.oauth import TokenSet
@@ -126,12 +132,12 @@ class ConnectionDestination:
         )
 
     def add_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         return self._guard(lambda: self._inner.add_batch(audience_id, identifier_type, hashes))
 
     def remove_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         return self._guard(lambda: self._inner.remove_batch(audience_id, identifier_type, hashes))
 

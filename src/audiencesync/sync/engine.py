@@ -268,11 +268,10 @@ def push(
     def send(
         action: str, kind: IdentifierType, hashes: pa.Array
     ) -> tuple[BatchResult, str, IdentifierType, pa.Array]:
-        values = hashes.to_pylist()
         if action == ADD:
-            result = destination.add_batch(run.audience_id, kind, values)
+            result = destination.add_batch(run.audience_id, kind, hashes)
         else:
-            result = destination.remove_batch(run.audience_id, kind, values)
+            result = destination.remove_batch(run.audience_id, kind, hashes)
         snapshot.record(action, kind, hashes)
         return result, action, kind, hashes
 

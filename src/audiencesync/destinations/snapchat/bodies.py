@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from audiencesync.destinations.base import Hashes
 from audiencesync.destinations.snapchat.models import Schema
 from audiencesync.errors import UserInputError
 
@@ -12,15 +15,17 @@ _HEX_DIGITS = b"0123456789abcdef"
 _SEPARATOR = '"],["'
 
 
-def users_body(schema: Schema, hashes: Sequence[str]) -> bytes:
+def users_body(schema: Schema, hashes: Hashes) -> bytes:
     """``{"users":[{"schema":[S],"data":[["h1"],["h2"],...]}]}`` as UTF-8 bytes.
 
     Every value must already be a SHA-256 hash written as 64 lowercase hex characters
     (the identifiers package makes them); anything else raises UserInputError before a
     byte is sent, which also keeps the hand-built JSON well-formed.
     """
-    if not hashes:
+    if not len(hashes):
         raise UserInputError("an add or remove request needs at least one identifier.")
+    if isinstance(hashes, pa.Array):
+        return _arrow_body(schema, hashes)
     if set(map(len, hashes)) != {HASH_LENGTH}:
         raise _not_hashes()
     flat = "".join(hashes)
@@ -28,6 +33,22 @@ def users_body(schema: Schema, hashes: Sequence[str]) -> bytes:
         raise _not_hashes()
     head = '{"users":[{"schema":["' + schema.value + '"],"data":[["'
     return (head + _SEPARATOR.join(hashes) + '"]]}]}').encode("ascii")
+
+
+def _arrow_body(schema: Schema, hashes: pa.Array) -> bytes:
+    """The same body from an Arrow string array, built over its buffer with NumPy."""
+    if hashes.null_count or not pc.all(pc.match_substring_regex(hashes, "^[0-9a-f]{64}$")).as_py():
+        raise _not_hashes()
+    count = len(hashes)
+    strings = pa.concat_arrays([hashes.cast(pa.string())])  # a fresh, unsliced array
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=count + 1)
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    rows = np.empty((count, HASH_LENGTH + len(_SEPARATOR)), dtype=np.uint8)
+    rows[:, :HASH_LENGTH] = data.reshape(count, HASH_LENGTH)
+    rows[:, HASH_LENGTH:] = np.frombuffer(_SEPARATOR.encode("ascii"), dtype=np.uint8)
+    head = ('{"users":[{"schema":["' + schema.value + '"],"data":[["').encode("ascii")
+    body = rows.tobytes()[: -len(_SEPARATOR)]
+    return head + body + b'"]]}]}'
 
 
 def _not_hashes() -> UserInputError:

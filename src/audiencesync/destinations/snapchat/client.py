@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
+from audiencesync.destinations.base import Hashes
 from audiencesync.destinations.snapchat.auth import TokenKeeper
 from audiencesync.destinations.snapchat.bodies import users_body
 from audiencesync.destinations.snapchat.models import (
@@ -293,9 +294,7 @@ class SnapchatClient:
 
     # -- members -----------------------------------------------------------------------
 
-    def add_users(
-        self, segment_id: str, schema: Schema | str, hashes: Sequence[str]
-    ) -> UploadResult:
+    def add_users(self, segment_id: str, schema: Schema | str, hashes: Hashes) -> UploadResult:
         """Add hashed identifiers of one schema, at most 100,000 per request.
 
         Each request is acknowledged before the next is sent; an error after some
@@ -303,9 +302,7 @@ class SnapchatClient:
         """
         return self._upload("POST", segment_id, Schema(schema), hashes)
 
-    def remove_users(
-        self, segment_id: str, schema: Schema | str, hashes: Sequence[str]
-    ) -> UploadResult:
+    def remove_users(self, segment_id: str, schema: Schema | str, hashes: Hashes) -> UploadResult:
         """Remove hashed identifiers of one schema, at most 100,000 per request."""
         return self._upload("DELETE", segment_id, Schema(schema), hashes)
 
@@ -318,9 +315,7 @@ class SnapchatClient:
             target=f"the ad account of segment {segment_id}",
         )
 
-    def _upload(
-        self, method: str, segment_id: str, schema: Schema, hashes: Sequence[str]
-    ) -> UploadResult:
+    def _upload(self, method: str, segment_id: str, schema: Schema, hashes: Hashes) -> UploadResult:
         requests = 0
         bytes_sent = 0
         uploaded: int | None = None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from audiencesync.destinations.base import (
     AccountInfo,
     AdAccount,
     AudienceInfo,
     BatchResult,
     Destination,
+    Hashes,
 )
 from audiencesync.destinations.snapchat.client import MAX_IDS_PER_REQUEST, SnapchatClient
 from audiencesync.destinations.snapchat.models import Schema, Segment
@@ -64,13 +63,13 @@ class SnapchatDestination:
         return _audience(segment)
 
     def add_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         result = self.client.add_users(audience_id, SCHEMAS[identifier_type], hashes)
         return BatchResult(result.identifiers, result.requests, result.bytes_sent)
 
     def remove_batch(
-        self, audience_id: str, identifier_type: IdentifierType, hashes: Sequence[str]
+        self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
         result = self.client.remove_users(audience_id, SCHEMAS[identifier_type], hashes)
         return BatchResult(result.identifiers, result.requests, result.bytes_sent)
