@@ -385,12 +385,23 @@ def _load(
     return view
 
 
+#: Superseded versions younger than this stay on disk for readers that resolved them.
+READER_GRACE_SECONDS = 600
+
+
 def _prune(directory: Path, keep: set[str]) -> None:
-    # The previous version is kept until the next import so a reader that looked up its
-    # path just before the switch can still open it.
+    # The previous version, and any version replaced in the last few minutes, stay on disk
+    # so a reader (another process) that looked up its path before the switch can still
+    # read it to the end.
+    cutoff = time.time() - READER_GRACE_SECONDS
     for candidate in directory.glob("*.parquet"):
-        if candidate.name not in keep:
-            candidate.unlink(missing_ok=True)
+        if candidate.name in keep:
+            continue
+        try:
+            if candidate.stat().st_mtime < cutoff:
+                candidate.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
 
 
 def _audit_state(row: Dataset) -> dict[str, Any]:
@@ -461,14 +472,20 @@ def sample(ctx: Context, actor: Actor, name: str, *, limit: int = 20) -> pa.Tabl
         from audiencesync.profiles import linked  # linked builds on this module
 
         return linked.sample_link(ctx, check_dataset_name(name), limit=limit)
-    path = parquet_path(ctx, name)
-    con = duckdb.connect()
-    try:
-        return con.execute(
-            "SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit]
-        ).to_arrow_table()
-    finally:
-        con.close()
+    for attempt in range(3):
+        path = parquet_path(ctx, name)
+        con = duckdb.connect()
+        try:
+            return con.execute(
+                "SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit]
+            ).to_arrow_table()
+        except duckdb.IOException:
+            # Replaced and pruned between the lookup and the read: look it up again.
+            if attempt == 2 or parquet_path(ctx, name) == path:
+                raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
 
 
 def remove(ctx: Context, actor: Actor, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -167,10 +168,14 @@ def test_reimport_replaces_and_refresh_rereads_the_source(
     view = store.refresh(ctx, admin, "c")
     assert view.row_count == 2
     assert rows(ctx, "c") == [(1, "a"), (2, "b")]
-    # Only the current and the previous version are kept on disk.
+    # Superseded versions stay a while for readers in other processes, then go; the
+    # previous version always stays.
+    folder = ctx.home / "profiles" / "c"
+    for old in folder.glob("*.parquet"):
+        os.utime(old, (0, 0))
     write(source, "id,v\n3,c\n")
     store.refresh(ctx, admin, "c")
-    assert len(list((ctx.home / "profiles" / "c").glob("*.parquet"))) == 2
+    assert len(list(folder.glob("*.parquet"))) == 2
     assert rows(ctx, "c") == [(3, "c")]
 
 
