@@ -182,11 +182,16 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     def api_docs() -> HTMLResponse:
         return HTMLResponse(
             "<!doctype html><html><head><meta charset='utf-8'><title>audiencesync API</title>"
+            "<link rel='icon' href='/static/favicon.svg' type='image/svg+xml'>"
             "<link rel='stylesheet' href='/static/swagger/swagger-ui.css'></head><body>"
             "<div id='swagger-ui'></div>"
             "<script src='/static/swagger/swagger-ui-bundle.js'></script>"
             "<script src='/static/swagger/init.js'></script></body></html>"
         )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @app.get(PREFIX, include_in_schema=False)
     def api_root() -> RedirectResponse:

@@ -199,6 +199,13 @@ def test_viewer_sees_everything_read_only(browser: Any, stack: Stack) -> None:
         assert "Emulated Ad Account" not in page.content()
         page.goto("/audit")
         assert "export.create" in page.content()
+        page.goto("/exports")
+        assert "system refresh" in page.inner_text("table")
+        # The REST API's docs, served from the package (no CDN) under the same CSP rules.
+        page.goto("/api/docs")
+        page.wait_for_selector(".swagger-ui .info")
+        assert "audiencesync" in page.inner_text(".swagger-ui .info")
+        victor.shot("30-api-docs")
         assert not victor.console_errors, victor.console_errors
     finally:
         victor.close()

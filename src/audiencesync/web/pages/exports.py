@@ -12,7 +12,7 @@ from audiencesync.control.permissions import Action, allowed
 from audiencesync.errors import AudiencesyncError
 from audiencesync.profiles import store
 from audiencesync.segments import service as segments
-from audiencesync.sync import connections, exports, runs
+from audiencesync.sync import connections, exports, runs, schedule
 from audiencesync.sync.exports import ExportSpec, ExportView
 from audiencesync.web.charts import run_chart
 from audiencesync.web.common import CurrentPage, Form, Page, Posted, redirect, render
@@ -42,7 +42,8 @@ def list_exports(request: Request, page: CurrentPage) -> Response:
     views = exports.list_exports(page.ctx, page.actor)
     return render(
         request, page, "exports.html", exports=views, usable=usable,
-        editable={v.name: may_edit(page, v, usable) for v in views}, nav="exports",
+        editable={v.name: may_edit(page, v, usable) for v in views},
+        system=schedule.get_schedule(page.ctx, page.actor), nav="exports",
     )  # fmt: skip
 
 
