@@ -239,3 +239,90 @@ def test_roles_see_their_own_navigation(api: Api) -> None:
             assert f'class="badge role-{role.value}"' in page
         finally:
             browser.close()
+
+
+def _follow_snapchat(browser: httpx.Client, answer: httpx.Response) -> httpx.Response:
+    """The browser's trip to Snapchat (the emulator approves at once) and back."""
+    assert answer.status_code == 303, answer.text
+    with httpx.Client() as snapchat:
+        back = snapchat.get(answer.headers["location"]).headers["location"]
+    return browser.get(back)
+
+
+def test_add_and_reauthenticate_a_connection_in_the_ui(api: Api) -> None:
+    browser, _ = sign_in(api, "admin")
+    try:
+        token = csrf_of(browser, "/connections/new")
+        started = browser.post(
+            "/connections/new",
+            data={"csrf_token": token, "name": "Snap UI", "agree": "on", "access": "contributors"},
+        )
+        landed = _follow_snapchat(browser, started)
+        assert landed.headers["location"] == "/connections/new/save"
+        save_page = browser.get("/connections/new/save").text
+        assert "Authenticated with Snapchat" in save_page
+        missing = browser.post("/connections/new/save", data={"csrf_token": token})
+        assert missing.status_code == 400
+        assert "add yourself as export user" in missing.text
+        saved = browser.post(
+            "/connections/new/save", data={"csrf_token": token, "export_user": "on"}
+        )
+        assert saved.headers["location"] == "/connections"
+        view = api.admin.get("/api/v1/connections/Snap UI").json()
+        assert view["shared_with_contributors"] is True
+        assert view["export_user"] == "admin"
+        again = browser.post("/connections/reauth", data={"csrf_token": token, "name": "Snap UI"})
+        back = _follow_snapchat(browser, again)
+        assert back.headers["location"] == "/connections"
+        assert "was re-authenticated" in browser.get("/connections").text
+    finally:
+        browser.close()
+
+
+def test_segment_form_builder_yaml_and_edit(profiles: Api) -> None:
+    browser, _ = sign_in(profiles, "carol")
+    try:
+        token = csrf_of(browser, "/segments/new")
+        base = {"csrf_token": token, "name": "Older", "dataset": "customers",
+                "r.kind": "group", "r.join": "all", "r.0.kind": "condition",
+                "r.0.field": "age", "r.0.op": ">", "r.0.value": "40"}  # fmt: skip
+        grown = browser.post("/segments/new", data={**base, "action": "add-condition:r"})
+        assert grown.status_code == 200
+        assert 'name="r.1.field"' in grown.text
+        assert 'value="40"' in grown.text  # what was typed stays
+        as_yaml = browser.post("/segments/new", data={**base, "action": "to-yaml"})
+        assert "field: age" in as_yaml.text
+        bad = browser.post("/segments/new", data={**base, "r.0.field": "agee", "action": "save"})
+        assert bad.status_code == 400
+        assert "agee" in bad.text
+        saved = browser.post("/segments/new", data={**base, "action": "save"})
+        assert saved.headers["location"] == "/segments/older"
+        edit = browser.get("/segments/older/edit").text
+        assert 'value="40"' in edit
+        from_yaml = browser.post(
+            "/segments/older/edit",
+            data={"csrf_token": token, "action": "save-yaml",
+                  "rules_yaml": "{field: country, op: in, value: [GB, FR]}"},
+        )  # fmt: skip
+        assert from_yaml.headers["location"] == "/segments/older"
+        shown = profiles.viewer.get("/api/v1/segments/older").json()
+        assert shown["rules"] == {"field": "country", "op": "in", "value": ["GB", "FR"]}
+        explain = browser.get("/segments/older/explain", headers={"HX-Request": "true"}).text
+        assert "<html" not in explain
+        assert 'id="explain-total">3<' in explain
+    finally:
+        browser.close()
+
+
+def test_export_form_fields_follow_the_dataset(profiles: Api) -> None:
+    browser, _ = sign_in(profiles, "admin")
+    try:
+        fragment = browser.get(
+            "/exports/matching", params={"dataset": "customers"}, headers={"HX-Request": "true"}
+        ).text
+        assert fragment.lstrip().startswith('<div id="matching">')
+        assert "<option>email</option>" in fragment
+        assert 'value="everyone"' in fragment
+        assert 'value="gb"' in fragment
+    finally:
+        browser.close()
