@@ -142,6 +142,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         url = f"http://127.0.0.1:{port}"
         _wait_until_up(url, server, log)
         yield Stack(url, emulator, settings, settings.home, log)
+        # Every error a user met was a page in plain words, never a server traceback.
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     finally:
         if server is not None:
             server.terminate()
