@@ -27,7 +27,7 @@ from audiencesync.emulator.testing import EmulatorProcess, start_emulator_proces
 from audiencesync.settings import Settings
 from tests.conftest import PASSWORD, _initialised
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("AUDIENCESYNC_TEST_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_BROWSER = os.environ.get("AUDIENCESYNC_TEST_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-output" / "browser"
 CHROMIUM_ARGS = [
@@ -44,8 +44,9 @@ CHROMIUM_ARGS = [
 def _browser_missing() -> str | None:
     if not CHROMIUM.exists():
         return (
-            "browser tests need Debian's Chromium at /usr/bin/chromium "
-            "(apt-get install chromium; .ci/run does it) and the playwright package"
+            f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium; "
+            ".ci/run does it; AUDIENCESYNC_TEST_CHROMIUM names another binary) and the "
+            "playwright package"
         )
     try:
         import playwright.sync_api  # noqa: F401
