@@ -6,8 +6,10 @@ hands the rest to the scalar code, so both give the same answer for every value.
 SHA-256 runs in an in-process DuckDB over the Arrow array without copying it.
 
 Non-ASCII values go to Python because lowercasing and trimming are only unambiguous in
-ASCII: Arrow, DuckDB and Python each follow their own Unicode tables. Phones that need a
-default country go to Python too: only ``phonenumbers`` knows national dialling rules.
+ASCII: Arrow, DuckDB and Python each follow their own Unicode tables. Phones are read by
+:mod:`audiencesync.identifiers.phone_columns`; national numbers it cannot decide (a
+default country with complex dialling rules, or ambiguous digits) go to Python, where
+``phonenumbers`` reads them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import duckdb
@@ -22,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audiencesync.errors import UserInputError
-from audiencesync.identifiers import phones
+from audiencesync.identifiers import phone_columns, phones
 from audiencesync.identifiers.model import REASONS, Normalized, RejectReason
 from audiencesync.identifiers.scalar import (
     ASCII_WHITESPACE,
@@ -44,7 +47,6 @@ _PLUS_FIRST = r"^[^0-9+]*\+"
 _CODE = {reason: index for index, reason in enumerate(REASONS)}
 _REASON_NAMES = pa.array([reason.value for reason in REASONS], pa.string())
 _NO_CODE = pa.scalar(None, pa.int8())
-_NO_TEXT = pa.scalar(None, pa.string())
 
 #: DuckDB hashes slices of this many rows in parallel (its row-group size).
 _SLICE_ROWS = 122_880
@@ -303,17 +305,16 @@ def _maids(lowered: pa.Array) -> _KindRules:
 
 
 def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRules:
-    candidates = pc.if_else(plain, lowered, _NO_TEXT)
-    digits = pc.replace_substring_regex(candidates, r"[^0-9]+", "")
-    no_digits = pc.fill_null(pc.equal(digits, ""), False)
-    plus = pc.fill_null(pc.match_substring_regex(candidates, _PLUS_FIRST), False)
+    # Rows that are not `plain` are decided by the caller: what these give there is unused.
+    digits = phone_columns.only_digits(lowered)
+    no_digits = pc.fill_null(pc.equal(pc.binary_length(digits), 0), False)
+    plus = _plus_first(lowered)
     double_zero = pc.fill_null(pc.starts_with(digits, "00"), False)
     international = pc.or_(plus, double_zero)
     whole = pc.if_else(
         pc.and_(double_zero, pc.invert(plus)), pc.utf8_slice_codeunits(digits, 2), digits
     )
-    e164 = _vector_e164(whole)
-    accepted = pc.is_valid(e164)
+    e164 = phone_columns.whole_e164(whole)
     more_python = None
     if region is None:
         reason = pc.if_else(
@@ -322,40 +323,34 @@ def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRule
             _int8(RejectReason.PHONE_NO_COUNTRY_CODE),
         )
     else:
-        # National numbers need phonenumbers' dialling rules: Python decides them.
-        more_python = pc.and_(plain, pc.invert(pc.or_(international, no_digits)))
+        # Digits without a country code, read with the default country's dialling rules:
+        # by Arrow kernels where those are a few fixed rules, else by phonenumbers.
+        national = pc.and_(plain, pc.invert(pc.or_(international, no_digits)))
+        rules = _national_rules(region)
+        if rules is None:
+            more_python = national
+        else:
+            column = phone_columns.national_e164(digits, national, e164, rules)
+            e164, more_python = column.e164, column.undecided
         reason = _int8(RejectReason.PHONE_INVALID)
     reason = pc.if_else(no_digits, _int8(RejectReason.PHONE_INVALID), reason)
-    return e164, accepted, reason, more_python
+    return e164, pc.is_valid(e164), reason, more_python
 
 
-def _vector_e164(digits: pa.Array) -> pa.Array:
-    """:func:`phones.to_e164` over an array (null in, or no number, gives null)."""
-    tables = phones.phone_tables()
-    keys = pa.array(tables.possible_keys(), pa.string())
-    result: pa.Array | None = None
-    for size in (1, 2, 3):
-        codes_here = tables.codes_of_length(size)
-        code = pc.utf8_slice_codeunits(digits, 0, size)
-        known = pc.is_in(code, value_set=pa.array(codes_here, pa.string()))
-        trunk_zero = pc.is_in(
-            code,
-            value_set=pa.array([c for c in codes_here if c in tables.trunk_zero], pa.string()),
-        )
-        national = pc.utf8_slice_codeunits(digits, size)
-        drop_zero = pc.and_(trunk_zero, pc.fill_null(pc.starts_with(national, "0"), False))
-        national = pc.if_else(drop_zero, pc.utf8_slice_codeunits(digits, size + 1), national)
-        still_zero = pc.and_(trunk_zero, pc.fill_null(pc.starts_with(national, "0"), False))
-        key = pc.binary_join_element_wise(
-            code, pc.cast(pc.binary_length(national), pa.string()), ":"
-        )
-        ok = pc.and_(
-            pc.and_(known, pc.invert(still_zero)),
-            pc.fill_null(pc.is_in(key, value_set=keys), False),
-        )
-        candidate = pc.if_else(ok, pc.binary_join_element_wise(code, national, ""), _NO_TEXT)
-        result = candidate if result is None else pc.coalesce(result, candidate)
-    return result
+def _plus_first(lowered: pa.Array) -> pa.Array:
+    """Whether the first '+'-or-digit of each value is '+' (a regex only where unsure)."""
+    starts = pc.fill_null(pc.starts_with(lowered, "+"), False)
+    unsure = pc.and_(pc.invert(starts), pc.fill_null(pc.match_substring(lowered, "+"), False))
+    if not pc.any(unsure).as_py():
+        return starts
+    found = pc.match_substring_regex(lowered.filter(unsure), _PLUS_FIRST)
+    return pc.replace_with_mask(starts, unsure, pc.fill_null(found, False))
+
+
+@cache
+def _national_rules(region: str) -> phones.NationalRules | None:
+    rules = phones.national_rules(region)
+    return rules if rules is not None and phone_columns.rules_usable(rules) else None
 
 
 # --- the rare values, in Python -------------------------------------------------------

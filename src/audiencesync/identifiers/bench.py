@@ -11,10 +11,11 @@ import random
 import string
 import time
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import pyarrow as pa
 
-from audiencesync.identifiers.batch import hash_batch
+from audiencesync.identifiers.batch import HashedBatch, hash_batch
 from audiencesync.types import IdentifierType
 
 
@@ -29,19 +30,29 @@ def measure_hashing(n: int = 1_000_000, *, repeats: int = 3, seed: int = 0) -> d
     return _measure("emails", IdentifierType.EMAIL, emails, repeats=repeats)
 
 
+PhoneMix = Literal["international", "national", "mixed"]
+
+
 def measure_phone_hashing(
     n: int = 1_000_000,
     *,
     default_country: str | None = None,
+    mix: PhoneMix | None = None,
     repeats: int = 3,
     seed: int = 0,
 ) -> dict[str, object]:
-    """As :func:`measure_hashing`, for phones: international numbers written with '+'
-    and spaces, or, with ``default_country="GB"``, national UK numbers ("07...")."""
-    numbers = synthetic_phones(n, national=default_country is not None, seed=seed)
+    """As :func:`measure_hashing`, for phones (see :func:`synthetic_phones`).
+
+    ``mix`` defaults to ``"national"`` with a ``default_country``, else
+    ``"international"``. ``"mixed"`` is a column like the demo's, to measure with
+    ``default_country="GB"``: its national numbers are British.
+    """
+    chosen: PhoneMix = mix or ("national" if default_country else "international")
+    numbers = synthetic_phones(n, mix=chosen, seed=seed)
     figures = _measure(
         "phones", IdentifierType.PHONE, numbers, repeats=repeats, default_country=default_country
     )
+    figures["mix"] = chosen
     figures["default_country"] = default_country
     return figures
 
@@ -49,7 +60,7 @@ def measure_phone_hashing(
 def _measure(
     label: str,
     kind: IdentifierType,
-    values: list[str],
+    values: Sequence[str | None],
     *,
     repeats: int,
     default_country: str | None = None,
@@ -57,13 +68,19 @@ def _measure(
     def bare() -> None:
         sha256 = hashlib.sha256
         for value in values:
-            sha256(value.encode()).hexdigest()
+            if value is not None:
+                sha256(value.encode()).hexdigest()
 
     arrow_values = pa.array(values, pa.string())
+    last: list[HashedBatch] = []
+
+    def from_arrow() -> None:
+        last[:] = [hash_batch(kind, arrow_values, default_country=default_country)]
+
     runs: dict[str, Callable[[], object]] = {
         "bare": bare,
         "python": lambda: hash_batch(kind, values, default_country=default_country),
-        "arrow": lambda: hash_batch(kind, arrow_values, default_country=default_country),
+        "arrow": from_arrow,
     }
     # Interleaved, best of each: others' load on a shared machine then hits all alike.
     best = dict.fromkeys(runs, float("inf"))
@@ -72,8 +89,11 @@ def _measure(
             started = time.perf_counter()
             run()
             best[name] = min(best[name], time.perf_counter() - started)
+    hashed = last[0]
     return {
         label: len(values),
+        "accepted": hashed.accepted,
+        "rejected": {str(reason): count for reason, count in hashed.rejected.items()},
         "seconds": round(best["python"], 3),
         "from_arrow_seconds": round(best["arrow"], 3),
         "bare_hashlib_seconds": round(best["bare"], 3),
@@ -95,11 +115,50 @@ def synthetic_emails(n: int, *, seed: int = 0) -> list[str]:
     return emails
 
 
-def synthetic_phones(n: int, *, national: bool = False, seed: int = 0) -> list[str]:
-    """``n`` UK mobile numbers: "+44 7xxx xxxxxx", or national "07xxx xxxxxx"."""
+def synthetic_phones(
+    n: int, *, national: bool = False, mix: PhoneMix | None = None, seed: int = 0
+) -> list[str | None]:
+    """``n`` phone numbers, as a column of one of these mixes:
+
+    - ``"international"`` (the default): UK mobiles written "+44 7xxx xxxxxx";
+    - ``"national"`` (or ``national=True``): the same written "07xxx xxxxxx";
+    - ``"mixed"``, like the demo's profiles (``profiles.synthetic``) in the proportions
+      of a real list: about 40% with a country code ("+44 7700 900123",
+      "0044 20 7946 0958", "+1 (415) 555-0123", "+33.6.12345678", "+44 (0)20 ..."),
+      40% British numbers without one ("07700 900123", "(0)20 7946 0958",
+      "020-7946-0958", "07700900123", "7700 900123"), 20% empty or invalid (missing,
+      blank, "12", "n/a").
+    """
     rng = random.Random(seed)  # noqa: S311 - test data, not secrets
-    prefix = "07" if national else "+44 7"
-    return [f"{prefix}{rng.randint(100, 999)} {rng.randint(100000, 999999)}" for _ in range(n)]
+    chosen = mix or ("national" if national else "international")
+    if chosen != "mixed":
+        prefix = "07" if chosen == "national" else "+44 7"
+        return [f"{prefix}{rng.randint(100, 999)} {rng.randint(100000, 999999)}" for _ in range(n)]
+    numbers: list[str | None] = []
+    forms: list[str | None]
+    for _ in range(n):
+        draw = rng.random()
+        a, b, c = rng.randint(100, 999), rng.randint(100000, 999999), rng.randint(1000, 9999)
+        if draw < 0.4:
+            forms = [
+                f"+44 7{a} {b}",
+                f"0044 20 7946 {c}",
+                f"+1 ({a % 800 + 200}) {a}-{c}",
+                f"+33.6.{b}{a % 100:02d}",
+                f"+44 (0)20 7946 {c}",
+            ]
+        elif draw < 0.8:
+            forms = [
+                f"07{a} {b}",
+                f"(0)20 7946 {c}",
+                f"020-7946-{c}",
+                f"07{a}{b}",
+                f"7{a} {b}",
+            ]
+        else:
+            forms = [None, "", "  ", "12", "n/a"]
+        numbers.append(rng.choice(forms))
+    return numbers
 
 
 def _pick(rng: random.Random, bases: Sequence[str], count: int) -> list[str]:

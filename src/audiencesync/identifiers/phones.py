@@ -8,6 +8,11 @@ Two ways in:
 - :func:`national_to_e164` completes a national number with a default country; this is
   the only place that calls the (slower) ``phonenumbers`` parser.
 
+For the batch path, two tables restate these in terms Arrow kernels can apply to a whole
+column: :func:`prefix_table` (``to_e164`` as look-ups on a number's first five digits)
+and :func:`national_rules` (what the parser does with the digits of a national number, in
+the countries whose dialling plan makes that a few fixed rules; see there).
+
 Canonical form: the country calling code (1 to 3 digits; these codes are prefix-free),
 then the national significant number with its trunk '0' dropped in countries that dial
 one, of a length the country's metadata calls possible, 7 to 15 digits in all.
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 import phonenumbers
 from phonenumbers import PhoneMetadata
@@ -40,18 +46,6 @@ class PhoneTables:
     possible_lengths: Mapping[str, frozenset[int]]
     #: codes of countries whose trunk prefix is '0' and whose numbers never start with 0.
     trunk_zero: frozenset[str]
-
-    def codes_of_length(self, length: int) -> list[str]:
-        return sorted(code for code in self.possible_lengths if len(code) == length)
-
-    def possible_keys(self) -> list[str]:
-        """``"<code>:<national length>"`` for every whole number of 7 to 15 digits."""
-        return sorted(
-            f"{code}:{length}"
-            for code, lengths in self.possible_lengths.items()
-            for length in lengths
-            if MIN_E164_DIGITS <= len(code) + length <= MAX_E164_DIGITS
-        )
 
 
 @cache
@@ -136,6 +130,235 @@ def is_valid(e164: str) -> bool:
 def calling_code(region: str) -> str:
     """The country calling code of a checked region ("GB" -> "44")."""
     return str(phonenumbers.country_code_for_region(region))
+
+
+# --- the same rules as tables, for the batch path -------------------------------------
+
+#: a code's possible national lengths sit at ``slot * LENGTH_SLOTS + length``.
+LENGTH_SLOTS = 32
+#: :func:`prefix_table` reads a number by its first this many digits.
+PREFIX_DIGITS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixTable:
+    """:func:`to_e164` as look-ups, for digits of ``MIN_E164_DIGITS`` to
+    ``MAX_E164_DIGITS + 1`` (a dropped trunk '0') characters.
+
+    Index the lists by ``p``, the number's first ``PREFIX_DIGITS`` digits read as an
+    integer. ``base[p]`` is ``None`` when no country code starts the digits (or the
+    trunk '0' after the code is followed by another '0'); otherwise
+    ``possible[base[p] + len(digits)]`` says whether the digits make a number, and
+    ``cut[p]`` is the index of the trunk '0' to delete, or 0 when there is none.
+    """
+
+    base: list[int | None]
+    cut: list[int]
+    possible: list[bool]
+
+
+@cache
+def prefix_table() -> PrefixTable:
+    """Built once from :func:`phone_tables` (~0.1 s)."""
+    tables = phone_tables()
+    codes = sorted(tables.possible_lengths)
+    possible = [False] * (len(codes) * LENGTH_SLOTS)
+    slot_of: dict[str, int] = {}
+    for slot, code in enumerate(codes):
+        slot_of[code] = slot
+        for length in tables.possible_lengths[code]:
+            if length < LENGTH_SLOTS and MIN_E164_DIGITS <= len(code) + length <= MAX_E164_DIGITS:
+                possible[slot * LENGTH_SLOTS + length] = True
+    base: list[int | None] = []
+    cut: list[int] = []
+    for prefix in range(10**PREFIX_DIGITS):
+        head = f"{prefix:0{PREFIX_DIGITS}d}"
+        starts = [head[:size] for size in (1, 2, 3) if head[:size] in slot_of]
+        # Codes are prefix-free: at most one starts the digits.
+        start = starts[0] if starts else ""
+        drop = start in tables.trunk_zero and head[len(start)] == "0"
+        if not start or (drop and head[len(start) + 1] == "0"):
+            base.append(None)
+            cut.append(0)
+            continue
+        # to_e164: the national number is what follows the code and the dropped '0'.
+        base.append(slot_of[start] * LENGTH_SLOTS - len(start) - drop)
+        cut.append(len(start) if drop else 0)
+    return PrefixTable(base=base, cut=cut, possible=possible)
+
+
+#: Default countries whose national numbers the batch path completes with Arrow kernels
+#: (the parser still decides the digits :class:`NationalRules` leaves undecided). Each
+#: must pass :func:`build_national_rules`; the tests compare both paths for each.
+VECTOR_REGIONS: frozenset[str] = frozenset(
+    {
+        # North America (trunk '1' = the country code)
+        "US", "CA",
+        # trunk '0'
+        "GB", "IE", "FR", "DE", "NL", "BE", "CH", "AT", "SE", "FI", "AU", "NZ", "ZA",
+        "IN", "AE", "SA", "TR", "PH", "MY", "RO",
+        # no trunk prefix
+        "ES", "IT", "PT", "DK", "NO", "PL", "GR", "CZ", "MX",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class NationalRules:
+    """What ``phonenumbers.parse(digits, region)`` and :func:`national_to_e164` do, as
+    a few rules on the digits of a national number (no '+', not starting '00').
+
+    In order:
+
+    1. Digits starting with a match of one of ``undecided`` (the region's international
+       prefix, or a national prefix other than the trunk '0') are left to the parser.
+    2. Digits starting with ``code``: the parser reads them as the code and a national
+       number when their length is in ``code_reading_lengths`` (too long to be national)
+       and what follows the code starts with no match of ``after_code`` (the national
+       prefix for parsing); the result is then :func:`to_e164` of the digits, what the
+       scalar path calls the whole reading. Digits shorter than ``MIN_E164_DIGITS`` and
+       than every national length make no number (the parser's national number is never
+       longer than the digits). Any others are left to the parser.
+    3. Any other digits: when ``drops_zero``, one leading '0' (the trunk prefix) is
+       dropped; the national number must have a length in ``national_lengths``; the
+       result is ``code`` + the national number, or else the whole reading.
+
+    Patterns are ``phonenumbers`` regexes, split at their top-level '|' so that each
+    stands alone.
+    """
+
+    region: str
+    code: str
+    kind: Literal["trunk_zero", "no_trunk", "trunk_is_code"]
+    drops_zero: bool
+    national_lengths: frozenset[int]
+    code_reading_lengths: frozenset[int]
+    after_code: tuple[str, ...]
+    undecided: tuple[str, ...]
+
+
+def national_rules(region: str) -> NationalRules | None:
+    """The rules of a checked region in :data:`VECTOR_REGIONS`, else ``None``."""
+    return build_national_rules(region) if region in VECTOR_REGIONS else None
+
+
+@cache
+def build_national_rules(region: str) -> NationalRules | None:
+    """:class:`NationalRules` for ``region``, or ``None`` when the parser's reading of its
+    national numbers is not one of these exact cases (checked on the metadata):
+
+    - ``trunk_zero``: the code is in :attr:`PhoneTables.trunk_zero` and the region's
+      national prefix for parsing is absent or has a plain ``0`` among its top-level
+      alternatives (the others are left undecided). Whether or not the parser strips
+      that '0' (it keeps it when the rest is too short for the region), :func:`to_e164`
+      drops it, so the result is the same.
+    - ``no_trunk``: no national prefix for parsing, the code is not trunk-zero.
+    - ``trunk_is_code``: the national prefix for parsing is the country code itself
+      (North America: '1'), not trunk-zero: digits starting with it fall to rule 2.
+
+    In all three, no prefix transform rule, and the region that owns the code parses
+    national prefixes the same way (the parser switches to it once it reads a code).
+    """
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.country_code is None or metadata.national_prefix_transform_rule:
+        return None
+    code = str(metadata.country_code)
+    tables = phone_tables()
+    owner = PhoneMetadata.metadata_for_region(
+        phonenumbers.region_code_for_country_code(metadata.country_code)
+    )
+    parsing_prefix = metadata.national_prefix_for_parsing or None
+    if (
+        code not in tables.possible_lengths
+        or owner is None
+        or (owner.national_prefix_for_parsing or None) != parsing_prefix
+    ):
+        return None
+    drops_zero = code in tables.trunk_zero
+    alternatives = _top_level_alternatives(parsing_prefix) if parsing_prefix else []
+    international = _top_level_alternatives(metadata.international_prefix or "")
+    if alternatives is None or international is None:
+        return None
+    kind: Literal["trunk_zero", "no_trunk", "trunk_is_code"]
+    if drops_zero and (parsing_prefix is None or "0" in alternatives):
+        kind = "trunk_zero"
+        others = [alternative for alternative in alternatives if alternative != "0"]
+    elif not drops_zero and parsing_prefix is None:
+        kind = "no_trunk"
+        others = []
+    elif not drops_zero and parsing_prefix == code:
+        kind = "trunk_is_code"
+        others = []
+    else:
+        return None
+    # The scalar path reads digits starting '00' as international: no national row does.
+    undecided = [
+        pattern for pattern in [*international, *others] if pattern and not _double_zero(pattern)
+    ]
+    general = metadata.general_desc
+    possible = list(general.possible_length) if general is not None else []
+    local = set(general.possible_length_local_only) if general is not None else set()
+    return NationalRules(
+        region=region,
+        code=code,
+        kind=kind,
+        drops_zero=drops_zero,
+        national_lengths=frozenset(
+            length
+            for length in tables.possible_lengths[code]
+            if MIN_E164_DIGITS <= len(code) + length <= MAX_E164_DIGITS
+        ),
+        code_reading_lengths=frozenset(
+            length for length in range(MAX_DIALLED_DIGITS + 1) if _too_long(length, possible, local)
+        ),
+        after_code=tuple(alternatives),
+        undecided=tuple(undecided),
+    )
+
+
+def _too_long(length: int, possible: list[int], local: set[int]) -> bool:
+    """``phonenumbers``' length test (``_test_number_length``) of the region's general
+    description says ``TOO_LONG``: not a local-only length, above the first and the last
+    possible length (the lists are sorted)."""
+    if not possible or length in local:
+        return False
+    return possible[0] < length and possible[-1] < length
+
+
+def _top_level_alternatives(pattern: str) -> list[str] | None:
+    """``pattern`` split at its top-level '|', or ``None`` if it is not plain enough."""
+    alternatives: list[str] = []
+    depth = 0
+    in_class = False
+    start = 0
+    escaped = False
+    for index, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "|" and depth == 0:
+            alternatives.append(pattern[start:index])
+            start = index + 1
+    if depth or in_class or escaped:
+        return None
+    alternatives.append(pattern[start:])
+    return alternatives
+
+
+def _double_zero(pattern: str) -> bool:
+    """Whether whatever ``pattern`` (one alternative) matches begins with '00'."""
+    return pattern.startswith("00") and pattern[2:3] not in ("?", "*", "+", "{")
 
 
 def check_default_country(code: str) -> str:
