@@ -8,7 +8,7 @@ or a hash, and no value, however malformed, makes these functions raise.
 
 from __future__ import annotations
 
-from audiencesync.identifiers.batch import HashedBatch, hash_batch
+from audiencesync.identifiers.batch import HashedBatch, hash_batch, release_thread_resources
 from audiencesync.identifiers.model import Normalized, Rejected, RejectReason
 from audiencesync.identifiers.phones import check_default_country
 from audiencesync.identifiers.scalar import (
@@ -29,4 +29,5 @@ __all__ = [
     "hash_value",
     "normalize",
     "parse_kind",
+    "release_thread_resources",
 ]

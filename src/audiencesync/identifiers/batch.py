@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audiencesync import duck
 from audiencesync.errors import UserInputError
 from audiencesync.identifiers import phone_columns, phones
 from audiencesync.identifiers.model import REASONS, Normalized, RejectReason
@@ -417,6 +418,18 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     # One in-memory connection per thread: a DuckDB connection is not shared safely.
     connection: duckdb.DuckDBPyConnection | None = getattr(_local, "connection", None)
     if connection is None:
-        connection = duckdb.connect(":memory:", config={"preserve_insertion_order": True})
+        connection = duck.connect(preserve_insertion_order=True)
         _local.connection = connection
     return connection
+
+
+def release_thread_resources() -> None:
+    """Close this thread's DuckDB connection (its memory goes back to the system).
+
+    The export engine calls it once a run has hashed everything; the next call to
+    :func:`hash_batch` on this thread opens a new connection.
+    """
+    connection: duckdb.DuckDBPyConnection | None = getattr(_local, "connection", None)
+    if connection is not None:
+        connection.close()
+        _local.connection = None

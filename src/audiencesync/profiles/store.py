@@ -26,6 +26,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audiencesync import duck
 from audiencesync.control import audit
 from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset, Segment, utcnow
@@ -191,7 +192,7 @@ def _prepare_in(
 ) -> _Prepared:
     readable = transcode_if_needed(source, options, scratch)
     raw = scratch / "raw.parquet"
-    con = duckdb.connect(config={"preserve_insertion_order": True})
+    con = duck.connect(preserve_insertion_order=True)
     try:
         expression, params = reader_sql(readable, options)
         try:
@@ -474,7 +475,7 @@ def sample(ctx: Context, actor: Actor, name: str, *, limit: int = 20) -> pa.Tabl
         return linked.sample_link(ctx, check_dataset_name(name), limit=limit)
     for attempt in range(3):
         path = parquet_path(ctx, name)
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             return con.execute(
                 "SELECT * FROM read_parquet(?) LIMIT ?", [str(path), limit]

@@ -16,6 +16,7 @@ import ibis
 import ibis.expr.types as ir
 from sqlalchemy import select
 
+from audiencesync import duck
 from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset
 from audiencesync.errors import NotFoundError
@@ -66,7 +67,7 @@ def open_source(ctx: Context, dataset: str) -> Iterator[ProfileSource]:
             yield ProfileSource(dataset, kind, key, backend, table)
         return
     path = store.parquet_path(ctx, dataset)
-    backend = ibis.duckdb.connect()
+    backend = ibis.duckdb.connect(**duck.config())
     try:
         table = backend.read_parquet(path, table_name=dataset)
         yield ProfileSource(dataset, kind, key, backend, table)

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from audiencesync import duck
 from audiencesync.control.context import Context
 from audiencesync.destinations.base import BatchResult, Destination
 from audiencesync.errors import (
@@ -35,7 +35,7 @@ from audiencesync.errors import (
     DestinationError,
     ReauthenticationRequiredError,
 )
-from audiencesync.identifiers import hash_batch
+from audiencesync.identifiers import hash_batch, release_thread_resources
 from audiencesync.segments.membership import KEY_COLUMN, stream_members
 from audiencesync.sync.snapshot import ADD, REMOVE, SCHEMA, Snapshot
 from audiencesync.types import IdentifierType
@@ -43,7 +43,7 @@ from audiencesync.types import IdentifierType
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES_PER_REASON = 100
-MEMBER_BATCH_ROWS = 250_000
+MEMBER_BATCH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,7 @@ def collect_identifiers(
     finally:
         for writer in writers.values():
             writer.close()
+        release_thread_resources()
     return paths
 
 
@@ -207,8 +208,9 @@ def plan(
     """
     outcome.phase = "planning"
     kinds = sorted(set(current) | (snapshot.types() if run.mirror else set()))
-    with duckdb.connect() as con:
-        for kind in kinds:
+    for kind in kinds:
+        # A connection per type: its memory is returned before the next type is diffed.
+        with duck.connect() as con:
             snapshot.compact(kind, con)
             confirmed = f"SELECT hash FROM {snapshot.confirmed_sql(kind)}"
             mine = (
@@ -242,11 +244,13 @@ def plan(
 def _batches(
     files: Iterator[PlannedFile], outcome: RunOutcome, size: int
 ) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
+    """Each planned file in batches of at most ``size`` hashes, read with bounded memory."""
     for action, kind, path in files:
-        parquet = pq.ParquetFile(path)
-        outcome.batches_total += -(-parquet.metadata.num_rows // size)
-        for batch in parquet.iter_batches(batch_size=size, columns=["hash"]):
-            yield action, kind, batch.column(0)
+        outcome.batches_total += -(-pq.ParquetFile(path).metadata.num_rows // size)
+        with duck.connect() as con:
+            reader = con.execute(f"SELECT hash FROM read_parquet('{path}')").to_arrow_reader(size)
+            for batch in reader:
+                yield action, kind, batch.column(0)
 
 
 def push(
@@ -280,7 +284,7 @@ def push(
     stop = False
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="push") as pool:
         while True:
-            while not stop and len(in_flight) < concurrency * 2:
+            while not stop and len(in_flight) < concurrency:
                 if cancelled():
                     outcome.cancelled = True
                     stop = True

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from audiencesync import duck
 from audiencesync.control.context import Context
 from audiencesync.types import IdentifierType
 
@@ -93,7 +94,7 @@ class Snapshot:
             Path(adds[0]).replace(target)
             return
         own = con is None
-        con = con or duckdb.connect()
+        con = con or duck.connect()
         try:
             parts = [f"SELECT hash FROM {self.confirmed_sql(kind)}"]
             if adds:
@@ -113,7 +114,7 @@ class Snapshot:
             Path(name).unlink(missing_ok=True)
 
     def compact_all(self) -> None:
-        with duckdb.connect() as con:
+        with duck.connect() as con:
             for kind in self.types():
                 self.compact(kind, con)
 

@@ -36,19 +36,30 @@ def users_body(schema: Schema, hashes: Hashes) -> bytes:
 
 
 def _arrow_body(schema: Schema, hashes: pa.Array) -> bytes:
-    """The same body from an Arrow string array, built over its buffer with NumPy."""
+    """The same body from an Arrow string array, written once into one NumPy buffer."""
+    if hashes.type != pa.string():
+        hashes = hashes.cast(pa.string())
     if hashes.null_count or not pc.all(pc.match_substring_regex(hashes, "^[0-9a-f]{64}$")).as_py():
         raise _not_hashes()
     count = len(hashes)
-    strings = pa.concat_arrays([hashes.cast(pa.string())])  # a fresh, unsliced array
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=count + 1)
-    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    rows = np.empty((count, HASH_LENGTH + len(_SEPARATOR)), dtype=np.uint8)
-    rows[:, :HASH_LENGTH] = data.reshape(count, HASH_LENGTH)
-    rows[:, HASH_LENGTH:] = np.frombuffer(_SEPARATOR.encode("ascii"), dtype=np.uint8)
+    offsets = np.frombuffer(
+        hashes.buffers()[1], dtype=np.int32, count=count + 1, offset=hashes.offset * 4
+    )
+    data = np.frombuffer(hashes.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     head = ('{"users":[{"schema":["' + schema.value + '"],"data":[["').encode("ascii")
-    body = rows.tobytes()[: -len(_SEPARATOR)]
-    return head + body + b'"]]}]}'
+    tail = b'"]]}]}'
+    separator = _SEPARATOR.encode("ascii")
+    stride = HASH_LENGTH + len(separator)
+    end = len(head) + count * stride - len(separator)
+    # The tail is longer than a separator, so the rows fit before the buffer's end; the
+    # last row's separator is then overwritten by the tail.
+    body = np.empty(end + len(tail), dtype=np.uint8)
+    body[: len(head)] = np.frombuffer(head, dtype=np.uint8)
+    grid = body[len(head) : len(head) + count * stride].reshape(count, stride)
+    grid[:, :HASH_LENGTH] = data.reshape(count, HASH_LENGTH)
+    grid[:, HASH_LENGTH:] = np.frombuffer(separator, dtype=np.uint8)
+    body[end:] = np.frombuffer(tail, dtype=np.uint8)
+    return body.tobytes()
 
 
 def _not_hashes() -> UserInputError:
