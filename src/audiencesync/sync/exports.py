@@ -284,8 +284,11 @@ def _usable_connection(session: Session, actor: Actor, name: str) -> Connection:
     return row
 
 
-def _require_export_access(session: Session, actor: Actor, export: Export) -> None:
-    """Contributors may touch exports only on connections shared with contributors."""
+def require_export_access(session: Session, actor: Actor, export: Export) -> None:
+    """Contributors may touch exports only on connections shared with contributors.
+
+    Raises PermissionDeniedError (viewers; contributors on admin-only or no connection).
+    """
     require(actor, Action.EDIT_EXPORTS)
     if actor.role is Role.ADMIN:
         return
@@ -379,7 +382,7 @@ def _state(row: Export, segments: list[str]) -> dict[str, Any]:
     }
 
 
-def _segment_names(session: Session, export_id: int) -> list[str]:
+def export_segment_names(session: Session, export_id: int) -> list[str]:
     return list(
         session.scalars(
             select(Segment.name)
@@ -407,7 +410,7 @@ def _view(session: Session, row: Export) -> ExportView:
         audience_name=row.audience_name,
         ad_account_id=row.ad_account_id,
         dataset=dataset.name if dataset else "",
-        segments=tuple(_segment_names(session, row.id)),
+        segments=tuple(export_segment_names(session, row.id)),
         email_field=row.email_field,
         phone_field=row.phone_field,
         maid_field=row.maid_field,
@@ -471,13 +474,13 @@ def update_export(ctx: Context, actor: Actor, name: str, spec: ExportSpec) -> Ex
     spec = _check_spec(spec)
     with ctx.db.session() as session:
         row = get_row(session, name)
-        _require_export_access(session, actor, row)
+        require_export_access(session, actor, row)
         if spec.name != row.name and session.scalar(select(Export).where(Export.name == spec.name)):
             raise ConflictError(f"an export named {spec.name!r} already exists: choose another.")
-        before = _state(row, _segment_names(session, row.id))
+        before = _state(row, export_segment_names(session, row.id))
         changed_audience = row.audience_id != spec.audience_id
         row = _apply(ctx, actor, session, spec, row)
-        after = _state(row, _segment_names(session, row.id))
+        after = _state(row, export_segment_names(session, row.id))
         audit.record(
             session, actor, "export.update", f"export:{row.name}", before=before, after=after
         )
@@ -500,7 +503,7 @@ def duplicate_export(ctx: Context, actor: Actor, name: str, new_name: str) -> Ex
 def set_enabled(ctx: Context, actor: Actor, name: str, *, enabled: bool) -> ExportView:
     with ctx.db.session() as session:
         row = get_row(session, name)
-        _require_export_access(session, actor, row)
+        require_export_access(session, actor, row)
         if enabled and row.connection_id is None:
             raise ConflictError(
                 f"export {name!r} is detached from its connection: give it a connection with "
@@ -519,10 +522,10 @@ def remove_export(ctx: Context, actor: Actor, name: str) -> None:
     """Remove an export and its run history; the Snapchat audience itself is kept."""
     with ctx.db.session() as session:
         row = get_row(session, name)
-        _require_export_access(session, actor, row)
+        require_export_access(session, actor, row)
         audit.record(
             session, actor, "export.remove", f"export:{name}",
-            before=_state(row, _segment_names(session, row.id)),
+            before=_state(row, export_segment_names(session, row.id)),
         )  # fmt: skip
         export_id = row.id
         session.delete(row)

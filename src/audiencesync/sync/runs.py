@@ -32,10 +32,10 @@ from audiencesync.errors import ConflictError, NotFoundError, UserInputError
 from audiencesync.sync import engine
 from audiencesync.sync.destinations import NEEDS_REAUTH, open_destination
 from audiencesync.sync.exports import (
-    _require_export_access,
-    _segment_names,
+    export_segment_names,
     get_row,
     identifier_fields,
+    require_export_access,
 )
 from audiencesync.sync.snapshot import Snapshot
 
@@ -135,7 +135,7 @@ def request_run(
     with ctx.db.session() as session:
         export = get_row(session, export_name)
         if actor is not None:
-            _require_export_access(session, actor, export)
+            require_export_access(session, actor, export)
         _check_runnable(session, export)
         active = session.scalar(
             select(Run).where(Run.export_id == export.id, Run.status.in_([QUEUED, RUNNING]))
@@ -292,7 +292,7 @@ def _input(session: Session, run: Run) -> tuple[engine.RunInput, Export]:
         engine.RunInput(
             export_id=export.id,
             audience_id=export.audience_id,
-            segments=tuple(_segment_names(session, export.id)),
+            segments=tuple(export_segment_names(session, export.id)),
             fields=fields,
             default_country=export.default_country,
             mirror=export.mode == "mirror",
@@ -423,7 +423,7 @@ def cancel_run(ctx: Context, actor: Actor, run_id: int) -> RunView:
             raise NotFoundError(f"there is no run {run_id}: see `audiencesync runs list`.")
         export = session.get(Export, run.export_id)
         assert export is not None
-        _require_export_access(session, actor, export)
+        require_export_access(session, actor, export)
         if run.status in TERMINAL:
             raise ConflictError(f"run {run_id} has already ended ({run.status}).")
         if run.status == QUEUED:
@@ -462,7 +462,7 @@ def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: boo
         )
     with ctx.db.session() as session:
         export = get_row(session, export_name)
-        _require_export_access(session, actor, export)
+        require_export_access(session, actor, export)
         connection = _check_runnable(session, export)
         export_id, audience_id = export.id, export.audience_id
     run_id = request_run(ctx, actor, export_name, trigger="clear")
