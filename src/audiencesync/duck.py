@@ -26,6 +26,13 @@ def config(**extra: Any) -> dict[str, Any]:
     return {"memory_limit": memory_limit(), **extra}
 
 
+def quiet(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Turn off DuckDB's own progress bar: it draws on stderr during long queries, while
+    runs report progress through the run record and the command line's bar."""
+    connection.execute("SET enable_progress_bar = false")
+    return connection
+
+
 def connect(**extra: Any) -> duckdb.DuckDBPyConnection:
     """An in-memory connection within the memory budget."""
-    return duckdb.connect(":memory:", config=config(**extra))
+    return quiet(duckdb.connect(":memory:", config=config(**extra)))

@@ -68,6 +68,7 @@ def open_source(ctx: Context, dataset: str) -> Iterator[ProfileSource]:
         return
     path = store.parquet_path(ctx, dataset)
     backend = ibis.duckdb.connect(**duck.config())
+    duck.quiet(backend.con)
     try:
         table = backend.read_parquet(path, table_name=dataset)
         yield ProfileSource(dataset, kind, key, backend, table)
