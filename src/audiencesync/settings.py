@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     http_backoff_base_seconds: float = 0.5
     http_backoff_max_seconds: float = 30.0
     http_requests_per_second: float = 10.0
-    http_max_concurrency: int = 4
+    # Two requests in flight keep up with 10 requests/s; more only hold more batches in memory.
+    http_max_concurrency: int = 2
     token_refresh_margin_seconds: float = 120.0
 
     # Sync knobs.

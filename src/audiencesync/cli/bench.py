@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,35 +26,33 @@ from audiencesync.profiles import store
 from audiencesync.profiles.synthetic import write_profiles
 from audiencesync.segments import service as segments
 from audiencesync.segments.rules import parse_rules
-from audiencesync.settings import Settings
 from audiencesync.sync import exports, runs
 from audiencesync.sync.exports import ExportSpec
 from audiencesync.sync.runs import RunView
 
 
-def _timed_run(settings: Settings, result: Any) -> None:
-    """In a fresh process: one run of export 'bench'; its seconds, view and peak RSS."""
-    ctx = Context.open(settings)
-    try:
-        admin = users.resolve_actor(ctx, "admin")
-        started = time.perf_counter()
-        view = runs.run_now(ctx, admin, "bench")
-        seconds = time.perf_counter() - started
-    finally:
-        ctx.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result.put((seconds, view, peak))
-
-
-def _run_isolated(settings: Settings) -> tuple[float, RunView, int]:
-    """Run the export in a child process so its memory is measured on its own."""
-    spawn = multiprocessing.get_context("spawn")
-    queue = spawn.Queue()
-    child = spawn.Process(target=_timed_run, args=(settings, queue))
-    child.start()
-    seconds, view, peak = queue.get(timeout=3600)
-    child.join()
-    return float(seconds), view, int(peak)
+def _run_isolated(ctx: Context, export: str) -> tuple[float, RunView, int]:
+    """Run the export in a fresh process (``cli/bench_run.py``) so its peak RSS is its own."""
+    settings = ctx.settings
+    secret = settings.snapchat_client_secret
+    env = {
+        **os.environ,
+        "AUDIENCESYNC_HOME": str(settings.resolved_home),
+        "AUDIENCESYNC_SNAPCHAT_API_URL": settings.snapchat_api_url,
+        "AUDIENCESYNC_SNAPCHAT_AUTH_URL": settings.snapchat_auth_url,
+        "AUDIENCESYNC_SNAPCHAT_CLIENT_ID": settings.snapchat_client_id or "",
+        "AUDIENCESYNC_SNAPCHAT_CLIENT_SECRET": secret.get_secret_value() if secret else "",
+    }
+    env.pop("AUDIENCESYNC_DATABASE_URL", None)
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "audiencesync.cli.bench_run", export],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the timed run failed: {done.stderr.strip()[-500:]}")
+    figures = json.loads(done.stdout)
+    view = runs.get_run(ctx, users.resolve_actor(ctx, "admin"), int(figures["run_id"]))
+    return float(figures["seconds"]), view, int(figures["peak_rss_bytes"])
 
 
 def _floor(source: Path) -> float:
@@ -114,12 +113,12 @@ def bench(
                         default_country="GB", create_audience=True,
                     ),
                 )  # fmt: skip
-                full_seconds, full, full_peak = _run_isolated(ctx.settings)
+                full_seconds, full, full_peak = _run_isolated(ctx, "bench")
                 write_profiles(source, profiles, churn_from=max(1, int(profiles * churn)))
                 started = time.perf_counter()
                 store.refresh(ctx, admin, "profiles")
                 refresh_seconds = time.perf_counter() - started
-                incremental_seconds, incremental, incremental_peak = _run_isolated(ctx.settings)
+                incremental_seconds, incremental, incremental_peak = _run_isolated(ctx, "bench")
                 emulator_rss = psutil.Process(emulator.process.pid).memory_info().rss
             finally:
                 ctx.close()

@@ -147,6 +147,7 @@ def collect_identifiers(
     writers = {
         kind: pq.ParquetWriter(path, SCHEMA, compression="none") for kind, path in paths.items()
     }
+
     try:
         with stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream:
             for batch in stream:
@@ -168,7 +169,7 @@ def collect_identifiers(
     finally:
         for writer in writers.values():
             writer.close()
-        release_thread_resources()
+        release_thread_resources()  # the hashing connection's memory, before the plan
     return paths
 
 
