@@ -22,6 +22,7 @@ from audiencesync.cli.walkthrough import connect_through_emulator, emulator_home
 from audiencesync.control import users
 from audiencesync.control.context import Context
 from audiencesync.emulator.testing import start_emulator_process
+from audiencesync.errors import UserInputError
 from audiencesync.profiles import store
 from audiencesync.profiles.synthetic import write_profiles
 from audiencesync.segments import service as segments
@@ -85,12 +86,19 @@ def bench(
     churn: Annotated[
         float, typer.Option("--churn", help="Share replaced before the second run.")
     ] = 0.01,
+    identifiers: Annotated[
+        str,
+        typer.Option("--identifiers", help="Mapped types: email, phone, maid (comma-separated)."),
+    ] = "email,phone,maid",
 ) -> None:
     """Time a full and an incremental run on the emulator; print one JSON object.
 
     Each run executes in a fresh process, so ``peak_rss_mb`` is the run's own peak
     (the import and set-up peak is reported apart); the emulator runs in its own process.
     """
+    kinds = {k.strip() for k in identifiers.split(",") if k.strip()}
+    if not kinds or not kinds <= {"email", "phone", "maid"}:
+        raise UserInputError("--identifiers takes email, phone and/or maid, comma-separated.")
     scratch = Path(tempfile.mkdtemp(prefix="audiencesync-bench-"))
     try:
         source = write_profiles(scratch / "profiles.parquet", profiles)
@@ -109,7 +117,9 @@ def bench(
                     ctx, admin,
                     ExportSpec(
                         name="bench", connection=connection.name, segments=("everyone",),
-                        email_field="email", phone_field="phone", maid_field="mobile_ad_id",
+                        email_field="email" if "email" in kinds else None,
+                        phone_field="phone" if "phone" in kinds else None,
+                        maid_field="mobile_ad_id" if "maid" in kinds else None,
                         default_country="GB", create_audience=True,
                     ),
                 )  # fmt: skip
@@ -126,6 +136,7 @@ def bench(
         setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         report = {
             "profiles": profiles,
+            "identifiers": sorted(kinds),
             "full_run": _run_figures(full, full_seconds, profiles),
             "incremental_run": {
                 "churn": churn,
