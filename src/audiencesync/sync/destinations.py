@@ -101,9 +101,12 @@ class ConnectionDestination:
         self._ctx = ctx
         self._connection_id = connection.id
         self.connection_name = connection.name
-        tokens = load_tokens(ctx, connection.id)
-        self._inner = SnapchatDestination(_client(ctx, tokens, self._persist, connection.name))
+        self._open(load_tokens(ctx, connection.id))
         self.max_batch_size = self._inner.max_batch_size
+
+    def _open(self, tokens: TokenSet) -> None:
+        self._client = _client(self._ctx, tokens, self._persist, self.connection_name)
+        self._inner = SnapchatDestination(self._client)
 
     def _persist(self, tokens: TokenSet) -> None:
         with self._ctx.db.session() as session:
@@ -112,12 +115,24 @@ class ConnectionDestination:
     def _guard(self, call: Callable[[], T]) -> T:
         try:
             return call()
-        except ReauthenticationRequiredError as error:
-            mark_needs_reauth(self._ctx, self._connection_id, error.message)
-            raise
+        except ReauthenticationRequiredError as first:
+            refused = first
+        # Another process (a second worker, the web server) may have refreshed and rotated
+        # the refresh token since this one loaded it: take the stored one and try once
+        # more before telling anyone to sign in again.
+        stored = load_tokens(self._ctx, self._connection_id)
+        if stored.refresh_token != self._client.tokens.refresh_token:
+            self._inner.close()
+            self._open(stored)
+            try:
+                return call()
+            except ReauthenticationRequiredError as second:
+                refused = second
+        mark_needs_reauth(self._ctx, self._connection_id, refused.message)
+        raise refused
 
     def check_connection(self) -> AccountInfo:
-        return self._guard(self._inner.check_connection)
+        return self._guard(lambda: self._inner.check_connection())
 
     def describe_audience(self, audience_id: str) -> AudienceInfo:
         return self._guard(lambda: self._inner.describe_audience(audience_id))

@@ -36,6 +36,7 @@ from audiencesync.errors import (
     ReauthenticationRequiredError,
 )
 from audiencesync.identifiers import hash_batch, release_thread_resources
+from audiencesync.logs import redact
 from audiencesync.segments.membership import KEY_COLUMN, stream_members
 from audiencesync.sync.snapshot import ADD, REMOVE, SCHEMA, Snapshot
 from audiencesync.types import IdentifierType
@@ -189,7 +190,9 @@ def _count_rejects(
             continue
         where = pc.equal(reasons, pa.scalar(str(reason)))
         picked = pc.filter(keys, where).slice(0, room)
-        samples.extend([str(key), kind.value] for key in picked.to_pylist())
+        # The key identifies the profile for the user; when a dataset is keyed on an email
+        # or a phone, the redaction keeps that personal value out of the run record.
+        samples.extend([redact(str(key)), kind.value] for key in picked.to_pylist())
 
 
 PlannedFile = tuple[str, IdentifierType, Path]
@@ -336,10 +339,17 @@ def execute(
 ) -> RunOutcome:
     """Do one run; every failure ends up as plain words in ``outcome.errors``."""
     outcome = RunOutcome()
-    snapshot = Snapshot(ctx.home, run.export_id)
+    snapshot = Snapshot(ctx.home, run.export_id, run.audience_id)
     work = _work_dir(snapshot, run_id)
     started = time.perf_counter()
     try:
+        if snapshot.clear_pending() and destination is not None:
+            # A clear was killed between emptying the audience and resetting the snapshot.
+            outcome.phase = "finishing an interrupted clear"
+            report(outcome)
+            destination.clear(run.audience_id)
+            snapshot.reset()
+            snapshot.clear_done()
         current = collect_identifiers(ctx, run, work, outcome, report)
         files = plan(snapshot, current, work, run, outcome)
         if run.dry_run or destination is None:

@@ -337,6 +337,17 @@ def _apply(
             _check_audience(audience, connection, spec.audience_id)
     finally:
         destination.close()
+    other = session.scalar(
+        select(Export.name).where(
+            Export.audience_id == audience.id, Export.id != (row.id if row is not None else -1)
+        )
+    )
+    if other is not None:
+        raise ConflictError(
+            f"Snapchat audience {audience.id} is already the audience of export {other!r}: "
+            "give each export its own audience (two mirror exports would remove each "
+            "other's members), or pass --create-audience."
+        )
     if row is None:
         row = Export(name=spec.name, created_by=actor.name, created_at=utcnow())
         session.add(row)
@@ -393,7 +404,11 @@ def export_segment_names(session: Session, export_id: int) -> list[str]:
     )
 
 
-def _view(session: Session, row: Export) -> ExportView:
+#: What contributors see in place of the name of a connection not shared with them.
+HIDDEN_CONNECTION = "(an administrators' connection)"
+
+
+def _view(session: Session, row: Export, actor: Actor) -> ExportView:
     connection = session.get(Connection, row.connection_id) if row.connection_id else None
     dataset = session.get(Dataset, row.dataset_id)
     last = session.scalar(
@@ -404,7 +419,13 @@ def _view(session: Session, row: Export) -> ExportView:
         next_at = next_run_at(row.schedule, row.timezone, utcnow())
     return ExportView(
         name=row.name,
-        connection=connection.name if connection else None,
+        connection=(
+            None
+            if connection is None
+            else connection.name
+            if actor.role is not Role.CONTRIBUTOR or connection.shared_with_contributors
+            else HIDDEN_CONNECTION
+        ),
         connection_status=connection.status if connection else None,
         audience_id=row.audience_id,
         audience_name=row.audience_name,
@@ -429,6 +450,18 @@ def _view(session: Session, row: Export) -> ExportView:
     )
 
 
+def refuse_while_running(session: Session, export: Export, doing: str) -> None:
+    """ConflictError while a run of ``export`` is queued or running."""
+    active = session.scalar(
+        select(Run).where(Run.export_id == export.id, Run.status.in_(["queued", "running"]))
+    )
+    if active is not None:
+        raise ConflictError(
+            f"export {export.name!r} has run {active.id} {active.status}: wait for it, or "
+            f"cancel it with `audiencesync runs cancel {active.id}`, before you {doing} it."
+        )
+
+
 def get_row(session: Session, name: str) -> Export:
     row = session.scalar(select(Export).where(Export.name == name))
     if row is None:
@@ -448,7 +481,7 @@ def add_export(ctx: Context, actor: Actor, spec: ExportSpec) -> ExportView:
             session, actor, "export.create", f"export:{row.name}",
             after=_state(row, sorted(set(spec.segments))),
         )  # fmt: skip
-        return _view(session, row)
+        return _view(session, row, actor)
 
 
 def spec_of(view: ExportView) -> ExportSpec:
@@ -475,6 +508,7 @@ def update_export(ctx: Context, actor: Actor, name: str, spec: ExportSpec) -> Ex
     with ctx.db.session() as session:
         row = get_row(session, name)
         require_export_access(session, actor, row)
+        refuse_while_running(session, row, "change")
         if spec.name != row.name and session.scalar(select(Export).where(Export.name == spec.name)):
             raise ConflictError(f"an export named {spec.name!r} already exists: choose another.")
         before = _state(row, export_segment_names(session, row.id))
@@ -486,7 +520,7 @@ def update_export(ctx: Context, actor: Actor, name: str, spec: ExportSpec) -> Ex
         )
         if changed_audience:
             log.info("export %s now targets another audience; its snapshot restarts", row.name)
-        return _view(session, row)
+        return _view(session, row, actor)
 
 
 def duplicate_export(ctx: Context, actor: Actor, name: str, new_name: str) -> ExportView:
@@ -496,7 +530,16 @@ def duplicate_export(ctx: Context, actor: Actor, name: str, new_name: str) -> Ex
         raise ConflictError(
             f"export {name!r} has no connection: give it one before duplicating it."
         )
-    spec = replace(spec_of(original), name=new_name, enabled=False)
+    # One export per audience: the copy gets a new customer list in the same ad account.
+    spec = replace(
+        spec_of(original),
+        name=new_name,
+        enabled=False,
+        audience_id=None,
+        create_audience=True,
+        audience_name=f"{original.audience_name} ({new_name})",
+        ad_account_id=original.ad_account_id,
+    )
     return add_export(ctx, actor, spec)
 
 
@@ -515,7 +558,7 @@ def set_enabled(ctx: Context, actor: Actor, name: str, *, enabled: bool) -> Expo
             session, actor, "export.enable" if enabled else "export.disable", f"export:{name}",
             before={"enabled": before}, after={"enabled": enabled},
         )  # fmt: skip
-        return _view(session, row)
+        return _view(session, row, actor)
 
 
 def remove_export(ctx: Context, actor: Actor, name: str) -> None:
@@ -523,6 +566,7 @@ def remove_export(ctx: Context, actor: Actor, name: str) -> None:
     with ctx.db.session() as session:
         row = get_row(session, name)
         require_export_access(session, actor, row)
+        refuse_while_running(session, row, "remove")
         audit.record(
             session, actor, "export.remove", f"export:{name}",
             before=_state(row, export_segment_names(session, row.id)),
@@ -537,10 +581,12 @@ def remove_export(ctx: Context, actor: Actor, name: str) -> None:
 def list_exports(ctx: Context, actor: Actor) -> list[ExportView]:
     require(actor, Action.READ)
     with ctx.db.session() as session:
-        return [_view(session, r) for r in session.scalars(select(Export).order_by(Export.name))]
+        return [
+            _view(session, r, actor) for r in session.scalars(select(Export).order_by(Export.name))
+        ]
 
 
 def get_export(ctx: Context, actor: Actor, name: str) -> ExportView:
     require(actor, Action.READ)
     with ctx.db.session() as session:
-        return _view(session, get_row(session, name))
+        return _view(session, get_row(session, name), actor)

@@ -28,7 +28,7 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.sync_models import Connection, Export, ExportLease, Run
-from audiencesync.errors import ConflictError, NotFoundError, UserInputError
+from audiencesync.errors import AudiencesyncError, ConflictError, NotFoundError, UserInputError
 from audiencesync.sync import engine
 from audiencesync.sync.destinations import NEEDS_REAUTH, open_destination
 from audiencesync.sync.exports import (
@@ -46,6 +46,7 @@ RUNNING = "running"
 INTERRUPTED = "interrupted"
 TERMINAL = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled", INTERRUPTED})
 PROGRESS_EVERY_SECONDS = 0.5
+_INTERRUPTED = "the worker running this run stopped; the next run resumes from here."
 
 Clock = Callable[[], datetime]
 
@@ -198,7 +199,7 @@ def _take_lease(
         .values(
             status=INTERRUPTED,
             finished_at=now,
-            errors=["the worker running this run stopped; the next run resumed from here."],
+            errors=[_INTERRUPTED],
         )
     )
     return True
@@ -246,13 +247,6 @@ def _renew(ctx: Context, export_id: int, run_id: int, now: Clock) -> bool:
         return _rowcount(renewed) == 1
 
 
-def _release(ctx: Context, export_id: int, run_id: int) -> None:
-    with ctx.db.session() as session:
-        lease = session.get(ExportLease, export_id)
-        if lease is not None and lease.run_id == run_id:
-            session.delete(lease)
-
-
 class _Recorder:
     """Writes a run's progress to the control database, at most twice a second."""
 
@@ -262,6 +256,8 @@ class _Recorder:
         self._forward = forward
         self._last = 0.0
         self._lock = threading.Lock()
+        #: set by the heartbeat when another worker has taken the export's lease.
+        self.lease_lost = threading.Event()
 
     def __call__(self, outcome: engine.RunOutcome) -> None:
         if self._forward is not None:
@@ -279,6 +275,8 @@ class _Recorder:
             )
 
     def cancelled(self) -> bool:
+        if self.lease_lost.is_set():
+            return True
         with self._ctx.db.session() as session:
             return bool(session.scalar(select(Run.cancel_requested).where(Run.id == self._run_id)))
 
@@ -310,28 +308,42 @@ def execute_claimed(
     reporter: engine.Reporter | None = None,
     now: Clock = utcnow,
 ) -> RunView:
-    """Execute a run this worker has claimed, renewing its lease; the finished run."""
+    """Execute a run this worker has claimed, renewing its lease; the finished run.
+
+    If the lease is lost (the control database was unreachable for a whole lease, and
+    another worker took over), the run stops between batches and leaves its record to
+    the worker that took over.
+    """
     with ctx.db.session() as session:
         run = session.get(Run, run_id)
         if run is None:
             raise NotFoundError(f"there is no run {run_id}: see `audiencesync runs list`.")
-        run_input, export = _input(session, run)
-        connection = _check_runnable(session, export) if not run.dry_run else None
-        export_id = export.id
+        export_id = run.export_id
     recorder = _Recorder(ctx, run_id, reporter)
     stop_heartbeat = threading.Event()
 
     def heartbeat() -> None:
         interval = max(0.05, ctx.settings.run_lease_seconds / 3)
         while not stop_heartbeat.wait(interval):
-            if not _renew(ctx, export_id, run_id, now):
-                log.warning("run %d lost its lease", run_id)
+            try:
+                renewed = _renew(ctx, export_id, run_id, now)
+            except Exception:  # noqa: BLE001 - a passing database error: try again next beat
+                log.warning("run %d could not renew its lease; retrying", run_id)
+                continue
+            if not renewed:
+                log.warning("run %d lost its lease and stops", run_id)
+                recorder.lease_lost.set()
                 return
 
     beat = threading.Thread(target=heartbeat, name=f"lease-{run_id}", daemon=True)
     beat.start()
     destination = None
     try:
+        with ctx.db.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            run_input, export = _input(session, run)
+            connection = None if run.dry_run else _check_runnable(session, export)
         if connection is not None:
             destination = open_destination(ctx, connection)
         outcome = engine.execute(
@@ -343,25 +355,79 @@ def execute_claimed(
         outcome = engine.RunOutcome(fatal=True)
         message = getattr(error, "message", None) or f"unexpected error: {type(error).__name__}"
         outcome.errors.append(message)
-        log.exception("run %d failed", run_id)
+        if not isinstance(error, AudiencesyncError):
+            log.exception("run %d failed", run_id)
     finally:
         stop_heartbeat.set()
         beat.join()
         if destination is not None:
             destination.close()
     with ctx.db.session() as session:
+        # Only a run still ours is finished here; a lost lease leaves it to its successor.
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RUNNING)
+            .values(
+                status=outcome.status(),
+                finished_at=now(),
+                counts=outcome.counts(),
+                progress=outcome.progress(),
+                reject_samples=outcome.reject_samples,
+                audience=outcome.audience,
+                errors=outcome.errors,
+            )
+        )
+        lease = session.get(ExportLease, export_id)
+        if lease is not None and lease.run_id == run_id:
+            session.delete(lease)
         run = session.get(Run, run_id)
         assert run is not None
-        run.status = outcome.status()
-        run.finished_at = now()
-        run.counts = outcome.counts()
-        run.progress = outcome.progress()
-        run.reject_samples = outcome.reject_samples
-        run.audience = outcome.audience
-        run.errors = outcome.errors
-        view = _view(session, run)
-    _release(ctx, export_id, run_id)
-    return view
+        session.refresh(run)
+        return _view(session, run)
+
+
+def _start_now(
+    ctx: Context, actor: Actor, export_name: str, *, trigger: str, dry_run: bool, full: bool
+) -> int:
+    """A run created already running, under the export's lease, in one transaction.
+
+    No worker can pick it from the queue in between: on-demand runs and clears start here.
+    """
+    mark_interrupted(ctx)
+    worker = worker_name()
+    with ctx.db.session() as session:
+        export = get_row(session, export_name)
+        require_export_access(session, actor, export)
+        _check_runnable(session, export)
+        active = session.scalar(
+            select(Run).where(Run.export_id == export.id, Run.status.in_([QUEUED, RUNNING]))
+        )
+        if active is not None:
+            raise ConflictError(
+                f"export {export.name!r} already has run {active.id} {active.status}: wait for "
+                f"it, or cancel it with `audiencesync runs cancel {active.id}`."
+            )
+        moment = utcnow()
+        run = Run(
+            export_id=export.id, trigger=trigger, requested_by=actor.name, status=RUNNING,
+            dry_run=dry_run, full=full, queued_at=moment, started_at=moment, worker=worker,
+            counts={}, reject_samples={}, progress={}, audience={}, errors=[],
+        )  # fmt: skip
+        session.add(run)
+        session.flush()
+        if not _take_lease(
+            session, export.id, run.id, worker, moment, ctx.settings.run_lease_seconds
+        ):
+            raise ConflictError(
+                f"export {export.name!r} is being run by another worker: "
+                "see `audiencesync runs list`."
+            )
+        if not dry_run:
+            audit.record(
+                session, actor, f"export.{trigger}" if trigger == "clear" else "export.run",
+                f"export:{export.name}", after={"run": run.id, "full": full},
+            )  # fmt: skip
+        return run.id
 
 
 def run_now(
@@ -374,14 +440,9 @@ def run_now(
     trigger: str = "on_demand",
     reporter: engine.Reporter | None = None,
 ) -> RunView:
-    """Queue a run and execute it in this process (the CLI's ``exports run``)."""
-    run_id = request_run(ctx, actor, export_name, trigger=trigger, dry_run=dry_run, full=full)
-    claimed = claim(ctx, worker_name(), run_id=run_id)
-    if claimed is None:
-        raise ConflictError(
-            f"export {export_name!r} is being run by another worker: see `audiencesync runs list`."
-        )
-    return execute_claimed(ctx, claimed, reporter=reporter)
+    """Run an export in this process now (the CLI's ``exports run``); the finished run."""
+    run_id = _start_now(ctx, actor, export_name, trigger=trigger, dry_run=dry_run, full=full)
+    return execute_claimed(ctx, run_id, reporter=reporter)
 
 
 def run_pending(ctx: Context, worker: str, *, now: Clock = utcnow) -> RunView | None:
@@ -396,23 +457,32 @@ def run_pending(ctx: Context, worker: str, *, now: Clock = utcnow) -> RunView | 
 def mark_interrupted(ctx: Context, *, now: Clock = utcnow) -> int:
     """Mark running runs whose lease expired (their worker died) as interrupted."""
     moment = now()
+    count = 0
     with ctx.db.session() as session:
-        stale = session.scalars(select(Run).where(Run.status == RUNNING)).all()
-        count = 0
-        for run in stale:
+        running = session.scalars(select(Run.id).where(Run.status == RUNNING)).all()
+    for run_id in running:
+        with ctx.db.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                continue
             lease = session.get(ExportLease, run.export_id)
             if lease is not None and lease.run_id == run.id and lease.expires_at >= moment:
                 continue
-            run.status = INTERRUPTED
-            run.finished_at = moment
-            run.errors = [
-                *run.errors,
-                "the worker running this run stopped; the next run resumes from here.",
-            ]
-            if lease is not None and lease.run_id == run.id:
-                session.delete(lease)
-            count += 1
-        return count
+            # Conditional: a run that finished meanwhile keeps its own status.
+            changed = session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RUNNING)
+                .values(
+                    status=INTERRUPTED,
+                    finished_at=moment,
+                    errors=[*run.errors, _INTERRUPTED],
+                )
+            )
+            if _rowcount(changed) == 1:
+                count += 1
+                if lease is not None and lease.run_id == run.id:
+                    session.delete(lease)
+    return count
 
 
 def cancel_run(ctx: Context, actor: Actor, run_id: int) -> RunView:
@@ -454,36 +524,51 @@ def get_run(ctx: Context, actor: Actor, run_id: int) -> RunView:
         return _view(session, run)
 
 
-def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: bool) -> None:
-    """Remove every member of the export's audience and reset its snapshot."""
+def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: bool) -> RunView:
+    """Remove every member of the export's audience and reset its snapshot; the clear run.
+
+    A marker written first makes the next run redo the clear if this one is killed
+    between emptying the audience and resetting the snapshot.
+    """
     if not confirm:
         raise UserInputError(
             "clearing empties the Snapchat audience: confirm with --yes (or answer yes)."
         )
-    with ctx.db.session() as session:
-        export = get_row(session, export_name)
-        require_export_access(session, actor, export)
-        connection = _check_runnable(session, export)
-        export_id, audience_id = export.id, export.audience_id
-    run_id = request_run(ctx, actor, export_name, trigger="clear")
-    if claim(ctx, worker_name(), run_id=run_id) is None:
-        raise ConflictError(f"export {export_name!r} is running: wait for it, then clear.")
-    destination = open_destination(ctx, connection)
+    run_id = _start_now(ctx, actor, export_name, trigger="clear", dry_run=False, full=False)
     errors: list[str] = []
+    destination = None
     try:
-        destination.clear(audience_id)
-        Snapshot(ctx.home, export_id).reset()
-    except Exception as error:
-        errors.append(getattr(error, "message", type(error).__name__))
-        raise
-    finally:
-        destination.close()
         with ctx.db.session() as session:
+            export = get_row(session, export_name)
+            connection = _check_runnable(session, export)
+            snapshot = Snapshot(ctx.home, export.id, export.audience_id)
+            audience_id = export.audience_id
+        snapshot.mark_clear_pending()
+        destination = open_destination(ctx, connection)
+        destination.clear(audience_id)
+        snapshot.reset()
+        snapshot.clear_done()
+    except AudiencesyncError as error:
+        errors.append(error.message)
+    finally:
+        if destination is not None:
+            destination.close()
+        with ctx.db.session() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RUNNING)
+                .values(
+                    status="failed" if errors else "succeeded",
+                    finished_at=utcnow(),
+                    errors=errors,
+                    counts={"cleared": not errors},
+                )
+            )
             run = session.get(Run, run_id)
             assert run is not None
-            run.status = "failed" if errors else "succeeded"
-            run.finished_at = utcnow()
-            run.errors = errors
-            run.counts = {"cleared": True}
-            audit.record(session, actor, "export.clear", f"export:{export_name}")
-        _release(ctx, export_id, run_id)
+            lease = session.get(ExportLease, run.export_id)
+            if lease is not None and lease.run_id == run_id:
+                session.delete(lease)
+            session.refresh(run)
+            view = _view(session, run)
+    return view

@@ -131,7 +131,9 @@ def test_export_permissions_by_role(ctx: Context, actors: dict[Role, Actor], set
     with pytest.raises(PermissionDeniedError, match="victor is a viewer"):
         exports.add_export(ctx, viewer, spec(setup))
     exports.add_export(ctx, admin, spec(setup, name="admins", connection="Admins only"))
-    exports.add_export(ctx, contributor, spec(setup, name="shared"))
+    exports.add_export(
+        ctx, contributor, spec(None, name="shared", create_audience=True, audience_name="Mine")
+    )
     # Contributors cannot touch exports on admin-only connections, viewers touch none.
     with pytest.raises(PermissionDeniedError, match="for administrators only"):
         exports.set_enabled(ctx, contributor, "admins", enabled=False)
@@ -155,6 +157,8 @@ def test_edit_duplicate_and_remove(ctx: Context, actors: dict[Role, Actor], setu
     copy = exports.duplicate_export(ctx, admin, "loyal", "loyal copy")
     assert copy.enabled is False
     assert copy.segments == updated.segments
+    assert copy.audience_id != setup  # one export per audience: the copy has its own
+    assert copy.audience_name == "Loyal customers (loyal copy)"
     with pytest.raises(ConflictError, match="already exists"):
         exports.add_export(ctx, admin, spec(setup))
     exports.remove_export(ctx, admin, "loyal copy")

@@ -105,6 +105,6 @@ def test_sigkill_at_random_points_then_rerun_is_exact(
     assert len(emails) > PROFILES // 2
     statuses = {r.status for r in runs.list_runs(ctx, admin, limit=50)}
     assert "interrupted" in statuses
-    counts = Snapshot(ctx.home, 1).counts()
+    counts = Snapshot(ctx.home, 1, audience).counts()
     assert counts["email"] == len(emails)
     assert counts["phone"] == len(emulator.members(audience, "PHONE_SHA256"))

@@ -1,0 +1,143 @@
+"""Edges of runs: audience changes, lost leases, killed clears, rotated tokens, conflicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from audiencesync.control.context import Context
+from audiencesync.control.models import Role
+from audiencesync.control.permissions import Actor
+from audiencesync.control.sync_models import Connection, Run
+from audiencesync.emulator.testing import EmulatorHandle
+from audiencesync.errors import ConflictError
+from audiencesync.sync import connections, exports, runs
+from audiencesync.sync.destinations import open_destination
+from audiencesync.sync.exports import HIDDEN_CONNECTION, ExportSpec
+from audiencesync.sync.snapshot import Snapshot
+from tests.snap_helpers import connect, load_profiles
+
+EMAIL = "EMAIL_SHA256"
+
+
+@pytest.fixture
+def admin(actors: dict[Role, Actor]) -> Actor:
+    return actors[Role.ADMIN]
+
+
+@pytest.fixture
+def audience(ctx: Context, admin: Actor, emulator: EmulatorHandle, tmp_path: Path) -> str:
+    connect(ctx, admin, "Snap", share=True)
+    load_profiles(ctx, admin, tmp_path)
+    audience_id = str(emulator.create_segment_directly("Customers")["id"])
+    exports.add_export(ctx, admin, spec(audience_id))
+    return audience_id
+
+
+def spec(audience_id: str, connection: str = "Snap") -> ExportSpec:
+    return ExportSpec(
+        name="main", connection=connection, segments=("everyone",), email_field="email",
+        audience_id=audience_id,
+    )  # fmt: skip
+
+
+def test_moving_an_export_to_another_audience_fills_that_audience(
+    ctx: Context, admin: Actor, emulator: EmulatorHandle, audience: str
+) -> None:
+    runs.run_now(ctx, admin, "main")
+    other = str(emulator.create_segment_directly("Other")["id"])
+    exports.update_export(ctx, admin, "main", spec(other))
+    view = runs.run_now(ctx, admin, "main")
+    assert view.counts["added"] == {"email": 3}
+    assert len(emulator.members(other, EMAIL)) == 3
+    assert len(emulator.members(audience, EMAIL)) == 3  # the old audience is left alone
+
+
+def test_two_exports_cannot_share_an_audience(ctx: Context, admin: Actor, audience: str) -> None:
+    with pytest.raises(ConflictError, match="already the audience of export 'main'"):
+        exports.add_export(ctx, admin, ExportSpec(**{**spec(audience).__dict__, "name": "twin"}))
+
+
+def test_a_clear_killed_half_way_is_finished_by_the_next_run(
+    ctx: Context, admin: Actor, emulator: EmulatorHandle, audience: str, tmp_path: Path
+) -> None:
+    runs.run_now(ctx, admin, "main")
+    # As if killed after the marker was written, around the all_users call.
+    Snapshot(ctx.home, 1, audience).mark_clear_pending()
+    emulator.clear_requests()
+    view = runs.run_now(ctx, admin, "main")
+    assert view.status == "succeeded", view.errors
+    assert emulator.request_counts()["remove_all_users"] == {"200": 1}
+    assert view.counts["added"] == {"email": 3}  # everyone sent again after the clear
+    assert len(emulator.members(audience, EMAIL)) == 3
+    assert not Snapshot(ctx.home, 1, audience).clear_pending()
+
+
+def test_a_run_that_loses_its_lease_stops_and_keeps_its_successors_record(
+    ctx: Context, admin: Actor, audience: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"batch_size": 1, "run_lease_seconds": 0.15})
+
+    def taken_over(context: Context, export_id: int, run_id: int, now: object) -> bool:
+        with context.db.session() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(status="interrupted"))
+        return False
+
+    monkeypatch.setattr(runs, "_renew", taken_over)
+    monkeypatch.setattr(runs, "PROGRESS_EVERY_SECONDS", 0.0)
+    view = runs.run_now(ctx, admin, "main")
+    assert view.status == "interrupted"  # not overwritten by the run that lost its lease
+
+
+def test_a_run_refused_after_it_was_queued_ends_failed_not_running(
+    ctx: Context, admin: Actor, audience: str
+) -> None:
+    run_id = runs.request_run(ctx, admin, "main")
+    with ctx.db.session() as session:
+        session.execute(update(Connection).values(status="needs_reauth"))
+    view = runs.run_pending(ctx, "worker")
+    assert view is not None
+    assert view.id == run_id
+    assert view.status == "failed"
+    assert "needs re-authentication" in view.errors[0]
+    assert runs.claim(ctx, "worker") is None
+
+
+def test_an_export_with_a_run_in_progress_cannot_be_removed_or_changed(
+    ctx: Context, admin: Actor, audience: str
+) -> None:
+    run_id = runs.request_run(ctx, admin, "main")
+    with pytest.raises(ConflictError, match=f"has run {run_id} queued"):
+        exports.remove_export(ctx, admin, "main")
+    with pytest.raises(ConflictError, match=f"has run {run_id} queued"):
+        exports.update_export(ctx, admin, "main", spec(audience))
+
+
+def test_a_refresh_token_rotated_elsewhere_does_not_mark_the_connection(
+    ctx: Context, admin: Actor, emulator: EmulatorHandle, audience: str
+) -> None:
+    with ctx.db.session() as session:
+        row = session.query(Connection).one()
+    first, second = open_destination(ctx, row), open_destination(ctx, row)
+    emulator.expire_tokens()
+    first.describe_audience(audience)  # refreshes and rotates the refresh token
+    emulator.expire_tokens()
+    second.describe_audience(audience)  # its refresh token is stale: it reloads and retries
+    first.close()
+    second.close()
+    assert "400" in emulator.request_counts()["oauth_token"]  # the stale refresh was refused
+    assert connections.get_connection(ctx, admin, "Snap").status == "active"
+
+
+def test_contributors_do_not_learn_admin_only_connection_names(
+    ctx: Context, actors: dict[Role, Actor], emulator: EmulatorHandle, audience: str
+) -> None:
+    admin = actors[Role.ADMIN]
+    connect(ctx, admin, "Private")
+    other = str(emulator.create_segment_directly("Other")["id"])
+    exports.add_export(ctx, admin, ExportSpec(**{**spec(other, "Private").__dict__, "name": "x"}))
+    seen = {v.name: v.connection for v in exports.list_exports(ctx, actors[Role.CONTRIBUTOR])}
+    assert seen == {"main": "Snap", "x": HIDDEN_CONNECTION}
+    assert {v.name: v.connection for v in exports.list_exports(ctx, admin)}["x"] == "Private"
