@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audiencesync.control.context import Context
-from audiencesync.control.models import AuditEntry
+from audiencesync.control.models import AuditEntry, Role
 from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.control.sync_models import Connection
 
 _SECRET_WORDS = ("password", "token", "secret", "ciphertext", "url_encrypted")
 
@@ -56,13 +57,33 @@ class AuditView:
 def list_entries(
     ctx: Context, actor: Actor, *, limit: int = 50, target: str | None = None
 ) -> list[AuditView]:
-    """The newest ``limit`` audit entries, newest first, optionally for one target."""
+    """The newest ``limit`` audit entries the actor may see, newest first.
+
+    Connections are seen by non-administrators as name and type only: their entries come
+    without details, and contributors see only those of connections shared with them.
+    """
     require(actor, Action.READ)
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    query = select(AuditEntry).order_by(AuditEntry.id.desc())
     if target is not None:
         query = query.where(AuditEntry.target == target)
+    views: list[AuditView] = []
     with ctx.db.session() as session:
-        return [
-            AuditView(e.at, e.actor, e.action, e.target, e.before, e.after)
-            for e in session.scalars(query)
-        ]
+        shared = {
+            name
+            for (name,) in session.execute(
+                select(Connection.name).where(Connection.shared_with_contributors.is_(True))
+            )
+        }
+        for entry in session.scalars(query.execution_options(yield_per=500)):
+            if len(views) >= limit:
+                break
+            before, after = entry.before, entry.after
+            if entry.target.startswith("connection:") and actor.role is not Role.ADMIN:
+                name = entry.target.removeprefix("connection:")
+                if actor.role is Role.CONTRIBUTOR and name not in shared:
+                    continue
+                before = after = None
+            views.append(
+                AuditView(entry.at, entry.actor, entry.action, entry.target, before, after)
+            )
+    return views

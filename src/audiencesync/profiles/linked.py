@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -26,9 +27,14 @@ from sqlalchemy.exc import ArgumentError
 
 from audiencesync.control import audit
 from audiencesync.control.context import Context
-from audiencesync.control.models import Dataset, utcnow
+from audiencesync.control.models import Dataset, Role, utcnow
 from audiencesync.control.permissions import Action, Actor, require
-from audiencesync.errors import ConflictError, NotFoundError, UserInputError
+from audiencesync.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    UserInputError,
+)
 from audiencesync.logs import redact
 from audiencesync.profiles.store import (
     RESERVED_NAMES,
@@ -58,6 +64,31 @@ def _engine_url(url: str) -> str:
     if not sep:
         raise UserInputError("--url must look like postgresql://user:password@host:5432/database.")
     return f"{scheme.split('+', 1)[0]}://{rest}"
+
+
+#: Engines anyone who may edit datasets can link: a database server, not a local file.
+SERVER_SCHEMES = frozenset({"postgresql", "postgres"})
+#: Engines that read a file on this machine; never one inside the home folder.
+FILE_SCHEMES = frozenset({"sqlite", "duckdb"})
+
+
+def check_link_url(ctx: Context, actor: Actor, url: str) -> None:
+    """Refuse links that could read audiencesync's own files, or other engines for
+    non-administrators (a contributor could otherwise read any file the server can)."""
+    scheme = url.partition("://")[0].split("+", 1)[0].lower()
+    if scheme not in SERVER_SCHEMES and actor.role is not Role.ADMIN:
+        raise PermissionDeniedError(
+            f"{actor.name} is a {actor.role.value} and can link PostgreSQL tables only; "
+            "ask an administrator to link other engines."
+        )
+    if scheme in FILE_SCHEMES:
+        location = url.partition("://")[2].lstrip("/")
+        path = Path("/" + location.split("?", 1)[0]) if location else ctx.home
+        if path.resolve().is_relative_to(ctx.home.resolve()):
+            raise UserInputError(
+                "that file is inside audiencesync's home folder, which holds its keys and "
+                "control database: link a table from elsewhere."
+            )
 
 
 def connect(url: str) -> Any:
@@ -162,6 +193,7 @@ def link(ctx: Context, actor: Actor, name: str, *, url: str, table: str, key: st
     PermissionDeniedError.
     """
     require(actor, Action.EDIT_DATASETS)
+    check_link_url(ctx, actor, url)
     dataset = check_dataset_name(name)
     with ctx.db.session() as session:
         existing = session.scalar(select(Dataset).where(Dataset.name == dataset))

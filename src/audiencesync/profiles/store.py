@@ -152,6 +152,30 @@ class _Prepared:
     duplicates_dropped: int
 
 
+UPLOADS = "uploads"
+
+
+def check_outside_home(ctx: Context, path: Path) -> None:
+    """Refuse a source inside the home folder (it holds the key file and the control
+    database), except files uploaded through the web UI or API into ``<home>/uploads``."""
+    home = ctx.home.resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(home) and not resolved.is_relative_to(home / UPLOADS):
+        raise UserInputError(
+            f"{path} is inside audiencesync's home folder, which holds its keys and control "
+            "database: import profiles from a file elsewhere."
+        )
+
+
+def _upload_folder(ctx: Context, source: str) -> Path | None:
+    """The folder of an uploaded source file, or None for a file the user pointed at."""
+    path = Path(source)
+    uploads = (ctx.home / UPLOADS).resolve()
+    if path.is_relative_to(uploads) and path.parent != uploads:
+        return path.parent
+    return None
+
+
 def _check_source(source: Path) -> None:
     if not source.exists():
         raise UserInputError(f"{source} does not exist: check the path.")
@@ -313,6 +337,7 @@ def import_file(
     require(actor, Action.EDIT_DATASETS)
     source = path.expanduser().resolve()
     dataset = check_dataset_name(name) if name else default_dataset_name(source)
+    check_outside_home(ctx, source)
     _check_source(source)
     options = ReadOptions(
         format=file_format or detect_format(source),
@@ -352,6 +377,7 @@ def _load(
                 row = Dataset(name=dataset, kind="file", version=0)
                 session.add(row)
             previous = row.data_path
+            previous_upload = _upload_folder(ctx, row.source) if row.source else None
             row.key_column = key
             row.source = str(source)
             row.options = _options_dict(options, key, on_duplicate)
@@ -377,6 +403,8 @@ def _load(
         prepared.path.unlink(missing_ok=True)
         raise
     _prune(directory, keep={prepared.path.name, Path(previous).name if previous else ""})
+    if previous_upload is not None and previous_upload != _upload_folder(ctx, str(source)):
+        shutil.rmtree(previous_upload, ignore_errors=True)  # the file it replaced
     log.info(
         "dataset %s: %d rows imported in %.2fs",
         dataset,
@@ -504,8 +532,11 @@ def remove(ctx: Context, actor: Actor, name: str) -> None:
         audit.record(
             session, actor, "dataset.remove", f"dataset:{dataset}", before=_audit_state(row)
         )
+        upload = _upload_folder(ctx, row.source)
         session.delete(row)
     shutil.rmtree(_dataset_dir(ctx, dataset), ignore_errors=True)
+    if upload is not None:  # uploaded profiles leave the disk with their dataset
+        shutil.rmtree(upload, ignore_errors=True)
 
 
 def dataset_users(session: Session, dataset_id: int) -> list[str]:

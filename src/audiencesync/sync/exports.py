@@ -417,19 +417,20 @@ def _view(session: Session, row: Export, actor: Actor) -> ExportView:
     next_at = None
     if row.enabled and connection is not None:
         next_at = next_run_at(row.schedule, row.timezone, utcnow())
+    hidden = (
+        connection is not None
+        and actor.role is Role.CONTRIBUTOR
+        and not connection.shared_with_contributors
+    )
     return ExportView(
         name=row.name,
         connection=(
-            None
-            if connection is None
-            else connection.name
-            if actor.role is not Role.CONTRIBUTOR or connection.shared_with_contributors
-            else HIDDEN_CONNECTION
+            None if connection is None else HIDDEN_CONNECTION if hidden else connection.name
         ),
-        connection_status=connection.status if connection else None,
+        connection_status=None if connection is None or hidden else connection.status,
         audience_id=row.audience_id,
         audience_name=row.audience_name,
-        ad_account_id=row.ad_account_id,
+        ad_account_id="" if hidden else row.ad_account_id,
         dataset=dataset.name if dataset else "",
         segments=tuple(export_segment_names(session, row.id)),
         email_field=row.email_field,

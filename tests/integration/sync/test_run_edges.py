@@ -140,4 +140,25 @@ def test_contributors_do_not_learn_admin_only_connection_names(
     exports.add_export(ctx, admin, ExportSpec(**{**spec(other, "Private").__dict__, "name": "x"}))
     seen = {v.name: v.connection for v in exports.list_exports(ctx, actors[Role.CONTRIBUTOR])}
     assert seen == {"main": "Snap", "x": HIDDEN_CONNECTION}
+    hidden = exports.get_export(ctx, actors[Role.CONTRIBUTOR], "x")
+    assert hidden.ad_account_id == ""
+    assert hidden.connection_status is None
     assert {v.name: v.connection for v in exports.list_exports(ctx, admin)}["x"] == "Private"
+
+
+def test_the_audit_log_shows_connections_as_name_and_type_only_to_non_admins(
+    ctx: Context, actors: dict[Role, Actor], audience: str
+) -> None:
+    from audiencesync.control import audit
+
+    admin = actors[Role.ADMIN]
+    connect(ctx, admin, "Private")
+    targets = {e.target for e in audit.list_entries(ctx, actors[Role.CONTRIBUTOR], limit=200)}
+    assert "connection:Snap" in targets
+    assert "connection:Private" not in targets
+    for entry in audit.list_entries(ctx, actors[Role.VIEWER], limit=200):
+        if entry.target.startswith("connection:"):
+            assert entry.before is None
+            assert entry.after is None
+    admin_view = audit.list_entries(ctx, admin, target="connection:Private")
+    assert admin_view[0].after is not None
