@@ -53,10 +53,11 @@ def find_principal(request: Request) -> Principal | None:
         return cast(Principal | None, request.state.principal)
     ctx = get_context(request)
     found: Principal | None = None
-    header = request.headers.get("authorization", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        actor = actor_for_token(ctx, token.strip()) if scheme.lower() == "bearer" else None
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    # Only a Bearer header is a token attempt. Any other scheme (Basic from a proxy in
+    # front of the server, Negotiate...) is not ours: the session cookie still counts.
+    if scheme.lower() == "bearer":
+        actor = actor_for_token(ctx, token.strip())
         if actor is None:
             raise NotSignedInError(
                 "the API token is not valid (revoked, expired or mistyped): create a new one "

@@ -177,3 +177,23 @@ def test_every_answer_carries_the_security_headers(api: Api) -> None:
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_only_a_bearer_header_is_a_token_attempt(api: Api) -> None:
+    """A proxy's Basic header does not hide the session cookie; a wrong Bearer token does."""
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    browser, _ = sign_in(api, "victor")
+    try:
+        me = browser.get("/api/v1/me", headers=basic)
+        assert me.status_code == 200
+        assert me.json()["authenticated_by"] == "session"
+        assert browser.get("/exports", headers=basic).status_code == 200
+        wrong = browser.get("/api/v1/me", headers={"Authorization": "Bearer as_not-a-token"})
+        assert wrong.status_code == 401
+        assert "not valid" in wrong.json()["detail"]
+    finally:
+        browser.close()
+    with api.client() as anonymous:
+        answer = anonymous.get("/api/v1/me", headers=basic)
+    assert answer.status_code == 401
+    assert "sign in first" in answer.json()["detail"]
