@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -131,20 +132,26 @@ def same_origin(request: Request) -> bool:
     return parts.netloc == request.headers.get("host", request.url.netloc)
 
 
-async def posted_form(request: Request) -> Posted:
-    """The form of a POST, after checking its CSRF token against the session's."""
+async def posted_form(request: Request) -> AsyncIterator[Posted]:
+    """The form of a POST, after checking its CSRF token against the session's.
+
+    Uploaded files of the form are closed once the page is done with them.
+    """
     page = await run_in_threadpool(_page, request)
     form = await request.form()
-    sent = form.get("csrf_token") or request.headers.get(CSRF_HEADER, "")
-    if (
-        not isinstance(sent, str)
-        or not secrets.compare_digest(sent, page.session.csrf_token)
-        or not same_origin(request)
-    ):
-        raise PermissionDeniedError(
-            "this form is out of date or came from another site: reload the page and try again."
-        )
-    return Posted(page.ctx, page.principal, form)
+    try:
+        sent = form.get("csrf_token") or request.headers.get(CSRF_HEADER, "")
+        if (
+            not isinstance(sent, str)
+            or not secrets.compare_digest(sent, page.session.csrf_token)
+            or not same_origin(request)
+        ):
+            raise PermissionDeniedError(
+                "this form is out of date or came from another site: reload the page and try again."
+            )
+        yield Posted(page.ctx, page.principal, form)
+    finally:
+        await form.close()
 
 
 CurrentPage = Annotated[Page, Depends(current_page)]

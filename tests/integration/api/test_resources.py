@@ -52,6 +52,26 @@ def test_a_bad_upload_is_refused_in_plain_words_and_not_kept(api: Api) -> None:
     assert not any((api.ctx.home / "uploads").glob("*/people.csv"))
 
 
+def test_an_unknown_format_or_duplicate_policy_is_a_plain_400(api: Api) -> None:
+    people = ("people.csv", b"id,email\n1,a@b.c\n", "text/csv")
+    for field, value, expected in (
+        ("format", "xml", "unknown format 'xml': use one of csv, parquet, json, ndjson."),
+        ("on_duplicate_key", "x", "unknown on_duplicate_key 'x': use one of error, first, last."),
+    ):
+        answer = api.contributor.post(
+            "/api/v1/datasets/upload", files={"file": people}, data={"key": "id", field: value}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json() == {"detail": expected}
+        path = api.contributor.post(
+            "/api/v1/datasets", json={"path": "/nowhere.csv", "key": "id", field: value}
+        )
+        assert path.status_code == 422
+        assert f"'{field}'" in path.json()["detail"]
+    assert not any((api.ctx.home / "uploads").rglob("people.csv"))
+    assert api.contributor.get("/api/v1/datasets").json() == []
+
+
 def test_segments_crud_count_preview_explain_sql_history(profiles: Api) -> None:
     client = profiles.contributor
     made = client.post(

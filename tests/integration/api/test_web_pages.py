@@ -140,6 +140,30 @@ def test_a_contributor_cannot_open_the_connection_steps(api: Api) -> None:
         browser.close()
 
 
+def test_an_unknown_format_or_duplicate_policy_is_said_on_the_profiles_page(api: Api) -> None:
+    source = api.tmp_path / "people.csv"
+    source.write_text("id,email\n1,a@b.c\n")
+    browser, _ = sign_in(api, "carol")
+    try:
+        token = csrf_of(browser, "/profiles")
+        for field, value, expected in (
+            ("format", "xml", "unknown format &#39;xml&#39;: use one of csv"),
+            ("on_duplicate_key", "zz", "unknown on_duplicate_key &#39;zz&#39;: use one of error"),
+        ):
+            base = {"csrf_token": token, "key": "id", field: value}
+            by_path = browser.post("/profiles/import", data={**base, "path": str(source)})
+            assert by_path.status_code == 400
+            assert expected in by_path.text
+            uploaded = browser.post(
+                "/profiles/import", data=base, files={"file": ("people.csv", source.read_bytes())}
+            )
+            assert uploaded.status_code == 400
+            assert expected in uploaded.text
+    finally:
+        browser.close()
+    assert api.contributor.get("/api/v1/datasets").json() == []
+
+
 # --- the rule builder ----------------------------------------------------------------
 
 COLUMNS = {"country": "VARCHAR", "age": "BIGINT", "vip": "BOOLEAN", "email": "VARCHAR"}

@@ -21,8 +21,9 @@ from audiencesync.api.models import (
 )
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.errors import UserInputError
 from audiencesync.profiles import linked, store
-from audiencesync.profiles.formats import FileFormat
+from audiencesync.profiles.formats import FileFormat, parse_format
 from audiencesync.profiles.store import DatasetView, OnDuplicateKey
 
 router = APIRouter(prefix="/datasets", tags=["profiles"])
@@ -34,6 +35,15 @@ CHUNK = 1 << 20
 def rows_of(table: Any) -> tuple[list[str], list[dict[str, Any]]]:
     """An Arrow table as column names and JSON-able rows."""
     return list(table.column_names), list(table.to_pylist())
+
+
+def parse_on_duplicate_key(value: str) -> OnDuplicateKey:
+    """The duplicate-key policy named by ``value``, or a UserInputError listing them."""
+    try:
+        return OnDuplicateKey(value.strip().lower())
+    except ValueError:
+        names = ", ".join(p.value for p in OnDuplicateKey)
+        raise UserInputError(f"unknown on_duplicate_key {value!r}: use one of {names}.") from None
 
 
 def save_upload(ctx: Context, actor: Actor, upload: UploadedFile) -> Path:
@@ -60,14 +70,20 @@ def import_upload(
     encoding: str | None = None,
     on_duplicate_key: str = "error",
 ) -> DatasetView:
-    """Import an uploaded file as a dataset; the file is removed again when the import fails."""
+    """Import an uploaded file as a dataset; the file is removed again when the import fails.
+
+    Unknown ``file_format`` or ``on_duplicate_key`` values are refused before anything is
+    written (UserInputError).
+    """
+    require(actor, Action.EDIT_DATASETS)
+    fmt = parse_format(file_format) if file_format else None
+    policy = parse_on_duplicate_key(on_duplicate_key)
     path = save_upload(ctx, actor, upload)
     try:
         return store.import_file(
             ctx, actor, path, key=key, name=name or store.default_dataset_name(path),
-            file_format=FileFormat(file_format) if file_format else None,
-            delimiter=delimiter or None, encoding=encoding or None,
-            on_duplicate_key=OnDuplicateKey(on_duplicate_key),
+            file_format=fmt, delimiter=delimiter or None, encoding=encoding or None,
+            on_duplicate_key=policy,
         )  # fmt: skip
     except BaseException:
         shutil.rmtree(path.parent, ignore_errors=True)

@@ -7,11 +7,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from audiencesync.api.routes.datasets import import_upload, rows_of
+from audiencesync.api.routes.datasets import import_upload, parse_on_duplicate_key, rows_of
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
-from audiencesync.profiles.formats import FileFormat
-from audiencesync.profiles.store import OnDuplicateKey
+from audiencesync.profiles.formats import parse_format
 from audiencesync.segments import service as segments
 from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
 
@@ -50,9 +49,9 @@ def import_dataset(request: Request, page: Form) -> Response:
         elif path:
             view = store.import_file(
                 page.ctx, page.actor, Path(path), key=key, name=name,
-                file_format=FileFormat(file_format) if file_format else None,
+                file_format=parse_format(file_format) if file_format else None,
                 delimiter=page.optional("delimiter"),
-                on_duplicate_key=OnDuplicateKey(page.text("on_duplicate_key") or "error"),
+                on_duplicate_key=parse_on_duplicate_key(page.text("on_duplicate_key") or "error"),
             )  # fmt: skip
         else:
             raise UserInputError("choose a file to upload, or give the path of one on the server.")
