@@ -164,6 +164,28 @@ def test_an_unknown_format_or_duplicate_policy_is_said_on_the_profiles_page(api:
     assert api.contributor.get("/api/v1/datasets").json() == []
 
 
+def test_a_token_expiry_that_is_not_a_whole_number_of_days_is_refused(api: Api) -> None:
+    browser, _ = sign_in(api, "victor")
+    try:
+        token = csrf_of(browser, "/account")
+        for typed in ("30 days", "1.5", "-1", "\u00b2"):
+            answer = browser.post(
+                "/account/tokens", data={"csrf_token": token, "name": "n", "expires_in_days": typed}
+            )
+            assert answer.status_code == 400
+            assert "is not a number of days: give a whole number such as 30" in answer.text
+        assert [t["name"] for t in api.viewer.get("/api/v1/me/tokens").json()] == ["tests"]
+        made = browser.post(
+            "/account/tokens", data={"csrf_token": token, "name": "n", "expires_in_days": "30"}
+        )
+        assert made.status_code == 200
+        assert '<code id="new-token">as_' in made.text
+    finally:
+        browser.close()
+    listed = {t["name"]: t for t in api.viewer.get("/api/v1/me/tokens").json()}
+    assert listed["n"]["expires_at"] is not None
+
+
 # --- the rule builder ----------------------------------------------------------------
 
 COLUMNS = {"country": "VARCHAR", "age": "BIGINT", "vip": "BOOLEAN", "email": "VARCHAR"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from audiencesync.api import auth
 from audiencesync.control import users
-from audiencesync.errors import AudiencesyncError
+from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
 
 router = APIRouter()
@@ -48,13 +50,27 @@ def change_password(request: Request, page: Form) -> Response:
     return redirect("/account")
 
 
+def expiry_days(text: str) -> int | None:
+    """The form's "expires after (days)": empty is never, else a whole number of days.
+
+    Anything else ("30 days", "1.5", "-1") is refused rather than read as "never".
+    """
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9]+", text):
+        raise UserInputError(
+            f"{text!r} is not a number of days: give a whole number such as 30, or leave it "
+            "empty for a token that never expires."
+        )
+    return int(text)
+
+
 @router.post("/account/tokens")
 def create_token(request: Request, page: Form) -> Response:
-    days = page.text("expires_in_days")
     try:
         created = auth.create_token(
             page.ctx, page.actor, page.text("name"),
-            expires_in_days=int(days) if days.isdigit() else None,
+            expires_in_days=expiry_days(page.text("expires_in_days")),
         )  # fmt: skip
     except AudiencesyncError as error:
         return _account(request, page, error=error.message, status=error.http_status)
