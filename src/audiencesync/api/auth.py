@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from audiencesync.control import audit, users
@@ -242,50 +243,87 @@ def end_sessions_of(ctx: Context, user_name: str) -> None:
 # --- sign-in throttle ---------------------------------------------------------------
 
 
-def _blocked(session: Session, key: str, now: datetime) -> datetime | None:
-    row = session.get(LoginThrottle, key)
-    if row is not None and row.blocked_until is not None and row.blocked_until > now:
-        return row.blocked_until
+def _upsert(session: Session, key: str, now: datetime) -> tuple[int, datetime, datetime | None]:
+    """Count one attempt on ``key`` in one statement (insert, or add one): its row after.
+
+    The statement locks the row (PostgreSQL) or the database (SQLite) until the commit, so
+    parallel attempts are counted one after another and none of them is lost.
+    """
+    values = {"key": key, "failures": 1, "first_failure_at": now, "blocked_until": None}
+    add_one = {"failures": LoginThrottle.failures + 1}
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        pg = postgresql.insert(LoginThrottle).values(values)
+        statement = pg.on_conflict_do_update(index_elements=[LoginThrottle.key], set_=add_one)
+    elif dialect == "sqlite":
+        lite = sqlite.insert(LoginThrottle).values(values)
+        statement = lite.on_conflict_do_update(index_elements=[LoginThrottle.key], set_=add_one)
+    else:  # pragma: no cover - the control database is SQLite or PostgreSQL
+        raise NotImplementedError(f"no sign-in throttle for {dialect} databases")
+    row = session.execute(
+        statement.returning(
+            LoginThrottle.failures, LoginThrottle.first_failure_at, LoginThrottle.blocked_until
+        )
+    ).one()
+    failures: int = row[0]
+    first: datetime = row[1]
+    blocked: datetime | None = row[2]
+    return failures, first, blocked
+
+
+def _count_attempt(session: Session, key: str, limit: int, now: datetime) -> datetime | None:
+    """Count a sign-in attempt before its password is checked; when blocked, until when.
+
+    Every attempt counts as a failure until it succeeds (then :func:`sign_in` takes it
+    back), so ``limit`` guesses in parallel are all that get a password check.
+    """
+    failures, first, blocked = _upsert(session, key, now)
+    if blocked is not None and blocked > now:
+        return blocked
+    where = LoginThrottle.key == key
+    if now - first > THROTTLE_WINDOW:  # the window is over: this attempt starts a new one
+        session.execute(
+            update(LoginThrottle).where(where)
+            .values(failures=1, first_failure_at=now, blocked_until=None)
+        )  # fmt: skip
+        failures = 1
+    if failures > limit:
+        until = now + THROTTLE_BLOCK
+        session.execute(update(LoginThrottle).where(where).values(blocked_until=until))
+        return until
     return None
-
-
-def _fail(session: Session, key: str, limit: int, now: datetime) -> None:
-    row = session.get(LoginThrottle, key)
-    if row is None:
-        session.add(LoginThrottle(key=key, failures=1, first_failure_at=now))
-        return
-    if now - row.first_failure_at > THROTTLE_WINDOW:
-        row.failures, row.first_failure_at, row.blocked_until = 0, now, None
-    row.failures += 1
-    if row.failures >= limit:
-        row.blocked_until = now + THROTTLE_BLOCK
 
 
 def sign_in(ctx: Context, name: str, password: str, *, address: str) -> Actor:
     """The user with this name and password, unless too many sign-ins failed lately.
 
-    Raises PermissionDeniedError (wrong name or password) or SignInThrottledError.
+    The attempt is counted (per user name and per address) before the password is
+    checked, and taken back when it was right: a burst of parallel guesses gets no more
+    checks than the limit. Raises PermissionDeniedError (wrong name or password) or
+    SignInThrottledError.
     """
     keys = ((f"user:{name.strip().lower()}", MAX_FAILURES_PER_USER),
             (f"address:{address}", MAX_FAILURES_PER_ADDRESS))  # fmt: skip
     now = utcnow()
     with ctx.db.session() as session:
-        until = max((u for k, _ in keys if (u := _blocked(session, k, now))), default=None)
+        # Always in this order (user, then address), so two attempts never wait on each other.
+        blocks = [_count_attempt(session, key, limit, now) for key, limit in keys]
+    until = max((u for u in blocks if u is not None), default=None)
     if until is not None:
         minutes = max(1, round((until - now).total_seconds() / 60))
         raise SignInThrottledError(
             f"too many failed sign-ins: wait {minutes} minute(s) and try again, "
             "or ask an administrator to reset your password."
         )
-    try:
-        actor = users.authenticate(ctx, name, password)
-    except PermissionDeniedError:
-        with ctx.db.session() as session:
-            for key, limit in keys:
-                _fail(session, key, limit, now)
-        raise
+    actor = users.authenticate(ctx, name, password)  # a wrong password stays counted
     with ctx.db.session() as session:
         session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0][0]))
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == keys[1][0], LoginThrottle.failures > 0)
+            .values(failures=LoginThrottle.failures - 1)
+        )
     return actor
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from audiencesync.api import auth
 from audiencesync.control.models import Role, utcnow
-from audiencesync.control.web_models import ApiToken, WebSession
+from audiencesync.control.web_models import ApiToken, LoginThrottle, WebSession
+from audiencesync.errors import PermissionDeniedError
 from tests.conftest import PASSWORD
 from tests.integration.api.conftest import Api
 
@@ -135,6 +138,49 @@ def test_sign_in_is_throttled_after_repeated_failures(api: Api) -> None:
     browser, answer = sign_in(api, "victor")
     browser.close()
     assert answer.status_code == 303
+
+
+def _guess(api: Api, name: str, password: str, address: str) -> str:
+    try:
+        auth.sign_in(api.ctx, name, password, address=address)
+    except auth.SignInThrottledError:
+        return "throttled"
+    except PermissionDeniedError:
+        return "checked"
+    return "signed in"
+
+
+def test_parallel_guesses_get_no_more_password_checks_than_the_limit(api: Api) -> None:
+    """Each attempt is counted before its password is checked, so a burst cannot race it."""
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(
+            pool.map(lambda i: _guess(api, "victor", f"guess {i}", "203.0.113.9"), range(30))
+        )
+    assert outcomes.count("checked") == auth.MAX_FAILURES_PER_USER
+    assert outcomes.count("throttled") == 30 - auth.MAX_FAILURES_PER_USER
+    # The right password is refused too until the block ends, from any address.
+    assert _guess(api, "victor", PASSWORD, "198.51.100.7") == "throttled"
+    with api.ctx.db.session() as session:
+        row = session.get(LoginThrottle, "user:victor")
+        assert row is not None
+        assert row.blocked_until is not None
+        # Once the block and the window are over, the name gets a fresh count.
+        row.first_failure_at = utcnow() - auth.THROTTLE_WINDOW - timedelta(minutes=1)
+        row.blocked_until = utcnow() - timedelta(seconds=1)
+    assert _guess(api, "victor", PASSWORD, "198.51.100.7") == "signed in"
+    with api.ctx.db.session() as session:
+        assert session.get(LoginThrottle, "user:victor") is None
+
+
+def test_successful_sign_ins_do_not_count_against_their_address(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 3)
+    for _ in range(5):
+        assert _guess(api, "carol", PASSWORD, "192.0.2.1") == "signed in"
+    for _ in range(3):
+        assert _guess(api, "nobody", "wrong guess", "192.0.2.1") == "checked"
+    assert _guess(api, "carol", PASSWORD, "192.0.2.1") == "throttled"
 
 
 def test_the_login_form_needs_its_csrf_cookie(api: Api) -> None:
