@@ -13,6 +13,7 @@ from audiencesync.api.auth import (
     NotSignedInError,
     SessionInfo,
     actor_for_token,
+    digest,
     load_session,
 )
 from audiencesync.control.context import Context
@@ -41,6 +42,8 @@ class Principal:
 
     actor: Actor
     session: SessionInfo | None
+    #: SHA-256 of the API token the request came with (None for a session).
+    token_hash: str | None = None
 
     @property
     def via(self) -> Literal["session", "token"]:
@@ -63,13 +66,18 @@ def find_principal(request: Request) -> Principal | None:
                 "the API token is not valid (revoked, expired or mistyped): create a new one "
                 "on your account page and send it as 'Authorization: Bearer TOKEN'."
             )
-        found = Principal(actor, None)
+        found = Principal(actor, None, digest(token.strip()))
     elif cookie := request.cookies.get(SESSION_COOKIE):
         session = load_session(ctx, cookie)
         if session is not None:
             found = Principal(session.actor, session)
     request.state.principal = found
     return found
+
+
+def client_address(request: Request) -> str:
+    """The address the sign-in throttle counts attempts of this request under."""
+    return request.client.host if request.client else "unknown"
 
 
 def api_principal(

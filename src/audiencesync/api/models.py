@@ -102,6 +102,9 @@ class UserCreate(_In):
 class UserUpdate(_In):
     role: Role | None = None
     password: str | None = None
+    current_password: str | None = Field(
+        default=None, description="your current password: needed to change your own"
+    )
 
 
 # --- profile datasets ---------------------------------------------------------------

@@ -183,6 +183,87 @@ def test_successful_sign_ins_do_not_count_against_their_address(
     assert _guess(api, "carol", PASSWORD, "192.0.2.1") == "throttled"
 
 
+NEW_PASSWORD = "a brand new password"
+
+
+def _signed_out(browser: httpx.Client) -> bool:
+    return browser.get("/api/v1/me").status_code == 401
+
+
+def test_an_admin_password_reset_revokes_the_users_tokens_and_sessions(api: Api) -> None:
+    browser, _ = sign_in(api, "carol")
+    try:
+        assert api.contributor.get("/api/v1/me").status_code == 200
+        reset = api.admin.patch("/api/v1/users/carol", json={"password": NEW_PASSWORD})
+        assert reset.status_code == 200
+        assert api.contributor.get("/api/v1/me").status_code == 401
+        assert _signed_out(browser)
+    finally:
+        browser.close()
+    with api.ctx.db.session() as session:
+        carol = api.actors[Role.CONTRIBUTOR].id
+        assert session.scalars(select(ApiToken).where(ApiToken.user_id == carol)).all() == []
+    # The administrator's own token is untouched.
+    assert api.admin.get("/api/v1/me").status_code == 200
+    browser, answer = sign_in(api, "carol", NEW_PASSWORD)
+    browser.close()
+    assert answer.status_code == 303
+
+
+def test_your_own_password_needs_the_current_one_and_ends_your_other_access(api: Api) -> None:
+    other_token = auth.create_token(api.ctx, api.actors[Role.VIEWER], "laptop").token
+    api.recorder.created_tokens.add(other_token)
+    browser, _ = sign_in(api, "victor")
+    try:
+        missing = api.viewer.patch("/api/v1/users/victor", json={"password": NEW_PASSWORD})
+        assert missing.status_code == 400
+        assert "current_password" in missing.json()["detail"]
+        wrong = api.viewer.patch(
+            "/api/v1/users/victor",
+            json={"password": NEW_PASSWORD, "current_password": "not my password"},
+        )
+        assert wrong.status_code == 403
+        assert "current password" in wrong.json()["detail"]
+        assert not _signed_out(browser)  # nothing was changed or revoked
+        changed = api.viewer.patch(
+            "/api/v1/users/victor", json={"password": NEW_PASSWORD, "current_password": PASSWORD}
+        )
+        assert changed.status_code == 200
+        # The token that made the change keeps working; every other access of victor ends.
+        assert api.viewer.get("/api/v1/me").status_code == 200
+        with api.client(other_token) as laptop:
+            assert laptop.get("/api/v1/me").status_code == 401
+        assert _signed_out(browser)
+    finally:
+        browser.close()
+    old, answer = sign_in(api, "victor")
+    old.close()
+    assert answer.status_code == 403
+    # An administrator changing their own password over the API needs it too.
+    admin_own = api.admin.patch("/api/v1/users/admin", json={"password": NEW_PASSWORD})
+    assert admin_own.status_code == 400
+
+
+def test_a_session_changing_its_password_over_the_api_stays_signed_in(api: Api) -> None:
+    here, _ = sign_in(api, "victor")
+    there, _ = sign_in(api, "victor")
+    try:
+        csrf = re.search(r'"X-CSRF-Token": "([^"]+)"', here.get("/account").text)
+        assert csrf is not None
+        changed = here.patch(
+            "/api/v1/users/victor",
+            json={"password": NEW_PASSWORD, "current_password": PASSWORD},
+            headers={"X-CSRF-Token": csrf.group(1)},
+        )
+        assert changed.status_code == 200
+        assert not _signed_out(here)
+        assert _signed_out(there)
+        assert api.viewer.get("/api/v1/me").status_code == 401
+    finally:
+        here.close()
+        there.close()
+
+
 def test_the_login_form_needs_its_csrf_cookie(api: Api) -> None:
     with api.client() as browser:
         answer = browser.post(

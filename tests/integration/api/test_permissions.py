@@ -30,7 +30,9 @@ def test_manage_users_is_for_administrators_only(api: Api) -> None:
 
 
 def test_users_change_their_own_password_only(api: Api) -> None:
-    own = api.viewer.patch("/api/v1/users/victor", json={"password": "a new password"})
+    own = api.viewer.patch(
+        "/api/v1/users/victor", json={"password": "a new password", "current_password": PASSWORD}
+    )
     assert own.status_code == 200
     other = api.viewer.patch("/api/v1/users/carol", json={"password": "a new password"})
     assert other.status_code == 403

@@ -186,6 +186,61 @@ def test_a_token_expiry_that_is_not_a_whole_number_of_days_is_refused(api: Api) 
     assert listed["n"]["expires_at"] is not None
 
 
+def test_the_account_page_asks_for_the_current_password_and_ends_other_access(
+    api: Api,
+) -> None:
+    here, _ = sign_in(api, "carol")
+    there, _ = sign_in(api, "carol")
+    try:
+        token = csrf_of(here, "/account")
+        form = {"csrf_token": token, "password": "a brand new password",
+                "confirm": "a brand new password"}  # fmt: skip
+        missing = here.post("/account/password", data=form)
+        assert missing.status_code == 400
+        assert "give your current password too" in missing.text
+        wrong = here.post("/account/password", data={**form, "current_password": "nope nope"})
+        assert wrong.status_code == 403
+        assert "your current password is not that" in wrong.text
+        assert there.get("/account").status_code == 200
+        assert api.contributor.get("/api/v1/me").status_code == 200
+        changed = here.post(
+            "/account/password", data={**form, "current_password": "correct horse battery"}
+        )
+        assert changed.headers["location"] == "/account"
+        assert "your other sessions were signed out" in here.get("/account").text
+        assert there.get("/account").headers["location"].startswith("/login")
+        assert api.contributor.get("/api/v1/me").status_code == 401
+    finally:
+        here.close()
+        there.close()
+    browser, answer = sign_in(api, "carol", "a brand new password")
+    browser.close()
+    assert answer.status_code == 303
+
+
+def test_an_admin_reset_on_the_users_page_ends_the_users_access(api: Api) -> None:
+    admin, _ = sign_in(api, "admin")
+    victim, _ = sign_in(api, "victor")
+    try:
+        token = csrf_of(admin, "/users")
+        page = admin.get("/users").text
+        assert 'action="/users/victor/password"' in page
+        assert 'action="/users/admin/password"' not in page
+        own = admin.post("/users/admin/password", data={"csrf_token": token, "password": "x" * 12})
+        assert own.status_code == 400
+        assert "change your own password on your account page" in own.text
+        reset = admin.post(
+            "/users/victor/password", data={"csrf_token": token, "password": "reset by admin"}
+        )
+        assert reset.headers["location"] == "/users"
+        assert victim.get("/exports").headers["location"].startswith("/login")
+        assert api.viewer.get("/api/v1/me").status_code == 401
+        assert admin.get("/exports").status_code == 200
+    finally:
+        admin.close()
+        victim.close()
+
+
 # --- the rule builder ----------------------------------------------------------------
 
 COLUMNS = {"country": "VARCHAR", "age": "BIGINT", "vip": "BOOLEAN", "email": "VARCHAR"}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from audiencesync.api import auth
-from audiencesync.api.deps import Ctx, CurrentActor
+from audiencesync.api.deps import Ctx, CurrentActor, CurrentPrincipal, client_address
 from audiencesync.api.models import UserCreate, UserPublic, UserUpdate
 from audiencesync.control import users
-from audiencesync.errors import NotFoundError
+from audiencesync.errors import NotFoundError, UserInputError
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -37,12 +37,31 @@ def add_user(ctx: Ctx, actor: CurrentActor, body: UserCreate) -> UserPublic:
 
 
 @router.patch("/{name}")
-def update_user(ctx: Ctx, actor: CurrentActor, name: str, body: UserUpdate) -> UserPublic:
-    """Change a role (administrators) or a password (your own, or anyone's as administrator)."""
+def update_user(
+    ctx: Ctx, principal: CurrentPrincipal, request: Request, name: str, body: UserUpdate
+) -> UserPublic:
+    """Change a role (administrators) or a password (your own, or anyone's as administrator).
+
+    Your own password needs ``current_password``; your other sessions and API tokens are
+    then revoked (not the one this request came with). An administrator's reset of
+    another user's password revokes all of that user's sessions and tokens.
+    """
+    actor = principal.actor
     if body.password is not None:
-        users.set_password(ctx, actor, name, body.password)
-        if name != actor.name:
-            auth.end_sessions_of(ctx, name)
+        if name == actor.name:
+            if not body.current_password:
+                raise UserInputError(
+                    "give your current password as 'current_password' to change your own password."
+                )
+            auth.check_current_password(
+                ctx, actor, body.current_password, address=client_address(request)
+            )
+            users.set_password(ctx, actor, name, body.password)
+            keep = principal.session.id_hash if principal.session is not None else None
+            auth.revoke_access(ctx, name, keep_session=keep, keep_token=principal.token_hash)
+        else:
+            users.set_password(ctx, actor, name, body.password)
+            auth.revoke_access(ctx, name)
     if body.role is not None:
         return UserPublic.of(users.set_role(ctx, actor, name, body.role))
     return _find(ctx, actor, name)

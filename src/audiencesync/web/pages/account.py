@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from audiencesync.api import auth
+from audiencesync.api.deps import client_address
 from audiencesync.control import users
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
@@ -37,16 +38,26 @@ def account(request: Request, page: CurrentPage) -> Response:
 
 @router.post("/account/password")
 def change_password(request: Request, page: Form) -> Response:
+    """Your current password, then the new one twice; your other sessions and tokens end."""
     password = page.form.get("password")
-    if page.form.get("password") != page.form.get("confirm"):
+    if password != page.form.get("confirm"):
         return _account(
             request, page, error="the two passwords differ: type them again.", status=400
         )
+    current = page.form.get("current_password")
     try:
+        auth.check_current_password(
+            page.ctx, page.actor, current if isinstance(current, str) else "",
+            address=client_address(request),
+        )  # fmt: skip
         users.set_password(page.ctx, page.actor, page.actor.name, str(password or ""))
     except AudiencesyncError as error:
         return _account(request, page, error=error.message, status=error.http_status)
-    page.flash("Your password was changed.")
+    auth.revoke_access(page.ctx, page.actor.name, keep_session=page.session.id_hash)
+    page.flash(
+        "Your password was changed: your other sessions were signed out and your API tokens "
+        "revoked."
+    )
     return redirect("/account")
 
 

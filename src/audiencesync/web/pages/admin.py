@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from audiencesync.api import auth
 from audiencesync.control import audit, users
 from audiencesync.control.models import Role
-from audiencesync.errors import AudiencesyncError
+from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.sync import schedule
 from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
 
@@ -57,13 +57,20 @@ def set_role(request: Request, page: Form, name: str) -> Response:
 
 @router.post("/users/{name}/password")
 def set_password(request: Request, page: Form, name: str) -> Response:
+    """Reset another user's password: their sessions end and their API tokens are revoked."""
     try:
+        if name == page.actor.name:
+            raise UserInputError(
+                "change your own password on your account page: it asks for your current one."
+            )
         users.set_password(page.ctx, page.actor, name, page.text("password"))
     except AudiencesyncError as error:
         return _users(request, page, error=error.message, status=error.http_status)
-    if name != page.actor.name:
-        auth.end_sessions_of(page.ctx, name)
-    page.flash(f"The password of {name} was changed; their sessions were signed out.")
+    auth.revoke_access(page.ctx, name)
+    page.flash(
+        f"The password of {name} was changed; their sessions were signed out and their API "
+        "tokens revoked."
+    )
     return redirect("/users")
 
 
