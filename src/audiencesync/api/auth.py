@@ -12,9 +12,9 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -364,8 +364,30 @@ def sign_in(ctx: Context, name: str, password: str, *, address: str) -> Actor:
 # --- "Authenticate with Snapchat" -----------------------------------------------------
 
 
-def begin_authorization(ctx: Context, actor: Actor, redirect_uri: str) -> Authorization:
-    """Start the OAuth sign-in (administrators only) and remember its state, hashed."""
+#: where a Snapchat sign-in is started and finished: the REST API, or a browser session.
+Channel = Literal["api", "browser"]
+API: Channel = "api"
+BROWSER: Channel = "browser"
+_ELSEWHERE = {
+    API: "this Snapchat sign-in was started through the API, not on the web page: finish it "
+    "with the API (POST /api/v1/connections with its state).",
+    BROWSER: "this Snapchat sign-in was started on the web page, not through the API: finish "
+    "it in the browser that started it.",
+}
+_USED = (
+    "this Snapchat sign-in already came back once and cannot be used again: save the "
+    "connection, or start the authentication again."
+)
+
+
+def begin_authorization(
+    ctx: Context, actor: Actor, redirect_uri: str, *, channel: Channel
+) -> Authorization:
+    """Start the OAuth sign-in (administrators only) and remember its state, hashed.
+
+    Only the same ``channel`` can finish it: a state started in a browser session is
+    refused by the API's callback, and the other way round.
+    """
     authorization = connections.start_authorization(ctx, actor, redirect_uri=redirect_uri)
     now = utcnow()
     with ctx.db.session() as session:
@@ -377,31 +399,47 @@ def begin_authorization(ctx: Context, actor: Actor, redirect_uri: str) -> Author
                 redirect_uri=authorization.redirect_uri,
                 created_at=now,
                 expires_at=now + OAUTH_PENDING_TTL,
+                channel=channel,
             )
         )
     return authorization
 
 
-def _pending(session: Session, state: str, now: datetime) -> PendingAuthorization:
+def _pending(session: Session, state: str, now: datetime, channel: Channel) -> PendingAuthorization:
     row = session.get(PendingAuthorization, digest(state)) if state else None
     if row is None or row.expires_at <= now:
         raise PermissionDeniedError(
             "this Snapchat sign-in is unknown or too old: start the authentication again."
         )
+    if row.channel != channel:
+        raise PermissionDeniedError(_ELSEWHERE[API if row.channel == API else BROWSER])
     return row
 
 
 def finish_callback(
-    ctx: Context, *, code: str, state: str, expected_state: str | None, actor: Actor | None
+    ctx: Context,
+    *,
+    code: str,
+    state: str,
+    channel: Channel,
+    expected_state: str | None = None,
+    actor: Actor | None = None,
 ) -> Actor:
     """Exchange the redirect's code for tokens and keep them, encrypted, for the save step.
 
-    ``expected_state`` is the state this browser session started (the UI checks it);
-    ``actor``, when given, must be the user who started the sign-in. Returns that user.
+    ``channel`` must be the one the sign-in was started in. ``expected_state`` is the
+    state this browser session started (required for the browser channel); ``actor``,
+    when given, must be the user who started the sign-in. A sign-in whose tokens are
+    already kept is refused: a replayed state can never overwrite them. Returns the user
+    who started it.
     """
+    if channel == BROWSER and not expected_state:
+        raise PermissionDeniedError(_ELSEWHERE[BROWSER])
     now = utcnow()
     with ctx.db.session() as session:
-        row = _pending(session, expected_state or state, now)
+        row = _pending(session, expected_state or state, now, channel)
+        if row.tokens_encrypted is not None:
+            raise PermissionDeniedError(_USED)
         owner = session.get(User, row.user_id)
         if owner is None or (actor is not None and actor.id != owner.id):
             raise PermissionDeniedError(
@@ -415,16 +453,27 @@ def finish_callback(
         ctx, started_by, authorization, code=code, state=state
     )
     with ctx.db.session() as session:
-        row = _pending(session, state, now)
-        row.tokens_encrypted = ctx.secrets.encrypt(json.dumps(tokens.to_dict()))
+        # Only the first callback stores tokens, even when two race past the check above.
+        stored = session.execute(
+            update(PendingAuthorization)
+            .where(
+                PendingAuthorization.state_hash == digest(state),
+                PendingAuthorization.channel == channel,
+                PendingAuthorization.tokens_encrypted.is_(None),
+                PendingAuthorization.expires_at > now,
+            )
+            .values(tokens_encrypted=ctx.secrets.encrypt(json.dumps(tokens.to_dict())))
+        )
+        if cast(CursorResult[Any], stored).rowcount != 1:
+            raise PermissionDeniedError(_USED)
     return started_by
 
 
-def pending_tokens(ctx: Context, actor: Actor, state: str) -> TokenSet:
+def pending_tokens(ctx: Context, actor: Actor, state: str, *, channel: Channel) -> TokenSet:
     """The tokens of a finished sign-in ``actor`` started (kept until :func:`discard`)."""
     now = utcnow()
     with ctx.db.session() as session:
-        row = _pending(session, state, now)
+        row = _pending(session, state, now, channel)
         if row.user_id != actor.id:
             raise PermissionDeniedError(
                 "this Snapchat sign-in was started by another user: start it again yourself."
@@ -437,16 +486,19 @@ def pending_tokens(ctx: Context, actor: Actor, state: str) -> TokenSet:
         return TokenSet.from_dict(json.loads(ctx.secrets.decrypt(row.tokens_encrypted)))
 
 
-def discard(ctx: Context, state: str) -> None:
-    """Forget a started sign-in (used up, or abandoned)."""
+def discard(ctx: Context, state: str, *, channel: Channel) -> None:
+    """Forget a sign-in started in ``channel`` (used up, or abandoned)."""
     with ctx.db.session() as session:
         session.execute(
-            delete(PendingAuthorization).where(PendingAuthorization.state_hash == digest(state))
+            delete(PendingAuthorization).where(
+                PendingAuthorization.state_hash == digest(state),
+                PendingAuthorization.channel == channel,
+            )
         )
 
 
-def tokens_ready(ctx: Context, state: str) -> bool:
-    """Whether the sign-in started with ``state`` came back with tokens."""
+def tokens_ready(ctx: Context, state: str, *, channel: Channel) -> bool:
+    """Whether the sign-in started in ``channel`` with ``state`` came back with tokens."""
     with ctx.db.session() as session:
         row = session.get(PendingAuthorization, digest(state)) if state else None
-        return row is not None and row.tokens_encrypted is not None
+        return row is not None and row.channel == channel and row.tokens_encrypted is not None

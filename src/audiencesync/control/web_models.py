@@ -70,3 +70,6 @@ class PendingAuthorization(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     #: the TokenSet as JSON, encrypted with the home's key; None until the callback.
     tokens_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: where the sign-in was started and may only be finished: "api" or "browser" (a web
+    #: session, whose own callback checks the state it keeps).
+    channel: Mapped[str] = mapped_column(String(16), default="api", server_default="api")

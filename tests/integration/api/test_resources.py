@@ -179,6 +179,28 @@ def test_a_forged_or_reused_state_is_refused(api: Api) -> None:
     assert "did not grant access" in denied.json()["detail"]
 
 
+def test_an_api_sign_in_comes_back_once(api: Api) -> None:
+    """A replayed callback (or code) cannot overwrite the tokens of a finished sign-in."""
+    started = api.admin.post("/api/v1/connections/authorizations", json={}).json()
+    with httpx.Client() as snapchat:  # approved twice: two codes for the same state
+        back = [snapchat.get(started["authorization_url"]).headers["location"] for _ in "12"]
+    with api.client() as browser:
+        assert browser.get(back[0]).status_code == 200
+        replayed = browser.get(back[1])
+    assert replayed.status_code == 403
+    assert "already came back once" in replayed.json()["detail"]
+    second_code = parse_qs(urlsplit(back[1]).query)["code"][0]
+    with_code = api.admin.post(
+        "/api/v1/connections",
+        json={"name": "S", "agree": True, "state": started["state"], "code": second_code},
+    )
+    assert with_code.status_code == 403
+    made = api.admin.post(
+        "/api/v1/connections", json={"name": "S", "agree": True, "state": started["state"]}
+    )
+    assert made.status_code == 201, made.text
+
+
 def test_reauth_access_and_removal_with_detach(profiles: Api) -> None:
     api = profiles
     connect_via_api(api, "Snap", share=True)

@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from audiencesync.api import auth
 from audiencesync.control.models import Role
+from audiencesync.control.web_models import PendingAuthorization
 from audiencesync.errors import UserInputError
 from audiencesync.segments.rules import parse_rules
 from audiencesync.sync.runs import RunView
@@ -126,6 +128,87 @@ def test_the_connection_callback_checks_the_state_of_this_session(api: Api) -> N
         assert stolen.status_code == 403
         assert "did not start a Snapchat sign-in" in stolen.text
         assert api.admin.get("/api/v1/connections").json() == []
+    finally:
+        browser.close()
+
+
+def _kept_tokens(api: Api, state: str) -> str | None:
+    with api.ctx.db.session() as session:
+        row = session.get(PendingAuthorization, auth.digest(state))
+        return None if row is None else row.tokens_encrypted
+
+
+def test_a_browser_sign_in_comes_back_once_and_only_to_its_browser(api: Api) -> None:
+    browser, _ = sign_in(api, "admin")
+    try:
+        token = csrf_of(browser, "/connections/new")
+        started = browser.post(
+            "/connections/new", data={"csrf_token": token, "name": "S", "agree": "on"}
+        )
+        with httpx.Client() as snapchat:  # approved twice: two codes for the same state
+            back = [snapchat.get(started.headers["location"]).headers["location"] for _ in "12"]
+        query = [parse_qs(urlsplit(b).query) for b in back]
+        state = query[0]["state"][0]
+        # The API's callback does not take a state this browser session started...
+        with api.client() as stranger:
+            taken = stranger.get(
+                "/api/v1/connections/callback", params={"code": query[0]["code"][0], "state": state}
+            )
+            assert taken.status_code == 403
+            assert "started on the web page" in taken.json()["detail"]
+            cancelled = stranger.get(
+                "/api/v1/connections/callback", params={"error": "x", "state": state}
+            )
+            assert cancelled.status_code == 403
+        scripted = api.admin.post(
+            "/api/v1/connections",
+            json={"name": "S", "agree": True, "state": state, "code": query[0]["code"][0]},
+        )
+        assert scripted.status_code == 403
+        # ...nor does an ?error= link with another state (or none) cancel it.
+        for params in ({"error": "x", "error_description": "call +1 555 0100"},
+                       {"error": "x", "state": "forged"}):  # fmt: skip
+            forged = browser.get("/connections/callback", params=params)
+            assert forged.status_code == 403
+            assert "not for the sign-in this browser started" in forged.text
+            assert "555 0100" not in browser.get("/connections").text
+        assert _kept_tokens(api, state) is None  # still pending, nothing stored yet
+        assert browser.get(back[0]).headers["location"] == "/connections/new/save"
+        kept = _kept_tokens(api, state)
+        assert kept is not None
+        # A second answer for the same state (a replay) cannot overwrite the tokens.
+        replayed = browser.get(back[1])
+        assert replayed.status_code == 403
+        assert "already came back once" in replayed.text
+        assert _kept_tokens(api, state) == kept
+        saved = browser.post(
+            "/connections/new/save", data={"csrf_token": token, "export_user": "on"}
+        )
+        assert saved.headers["location"] == "/connections"
+        assert [c["name"] for c in api.admin.get("/api/v1/connections").json()] == ["S"]
+    finally:
+        browser.close()
+
+
+def test_snapchats_refusal_with_this_browsers_state_cancels_the_sign_in(api: Api) -> None:
+    browser, _ = sign_in(api, "admin")
+    try:
+        token = csrf_of(browser, "/connections/new")
+        started = browser.post(
+            "/connections/new", data={"csrf_token": token, "name": "S", "agree": "on"}
+        )
+        state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+        refused = browser.get(
+            "/connections/callback",
+            params={"error": "access_denied", "error_description": "the user said no",
+                    "state": state},
+        )  # fmt: skip
+        assert refused.headers["location"] == "/connections"
+        assert (
+            "Snapchat did not grant access (the user said no)" in browser.get("/connections").text
+        )
+        with api.ctx.db.session() as session:
+            assert session.get(PendingAuthorization, auth.digest(state)) is None
     finally:
         browser.close()
 

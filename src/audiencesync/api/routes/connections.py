@@ -36,8 +36,8 @@ router = APIRouter(prefix="/connections", tags=["connections"])
 
 def _tokens(ctx: Context, actor: Actor, state: str, code: str | None) -> TokenSet:
     if code is not None:
-        auth.finish_callback(ctx, code=code, state=state, expected_state=None, actor=actor)
-    return auth.pending_tokens(ctx, actor, state)
+        auth.finish_callback(ctx, code=code, state=state, channel=auth.API, actor=actor)
+    return auth.pending_tokens(ctx, actor, state, channel=auth.API)
 
 
 @router.get("")
@@ -52,7 +52,7 @@ def start_authorization(
 ) -> AuthorizationPublic:
     """Start "Authenticate with Snapchat" (administrators only)."""
     redirect = body.redirect_uri or str(request.url_for("api_connection_callback"))
-    authorization = auth.begin_authorization(ctx, actor, redirect)
+    authorization = auth.begin_authorization(ctx, actor, redirect, channel=auth.API)
     return AuthorizationPublic(
         state=authorization.state,
         authorization_url=authorization.url,
@@ -70,14 +70,18 @@ def callback(
     error: Annotated[str | None, Query()] = None,
     error_description: Annotated[str | None, Query()] = None,
 ) -> Message:
-    """Where Snapchat sends the browser back: checks the state and keeps the tokens."""
+    """Where Snapchat sends the browser back: checks the state and keeps the tokens.
+
+    Only for sign-ins started through the API, and only once: one started on the web page
+    comes back to that browser's own callback.
+    """
     if error:
-        auth.discard(ctx, state)
+        auth.discard(ctx, state, channel=auth.API)
         raise PermissionDeniedError(
             f"Snapchat did not grant access ({error_description or error}): start again and "
             "approve the access."
         )
-    auth.finish_callback(ctx, code=code, state=state, expected_state=None, actor=None)
+    auth.finish_callback(ctx, code=code, state=state, channel=auth.API)
     return Message(detail="signed in to Snapchat: now save the connection with this state.")
 
 
@@ -90,7 +94,7 @@ def create(ctx: Ctx, actor: CurrentActor, body: ConnectionCreate) -> ConnectionP
         ctx, actor, body.name, share_with_contributors=body.share_with_contributors,
         agreed=body.agree, tokens=tokens,
     )  # fmt: skip
-    auth.discard(ctx, body.state)
+    auth.discard(ctx, body.state, channel=auth.API)
     return ConnectionPublic.of(view)
 
 
@@ -106,7 +110,7 @@ def reauthenticate(
     """Replace the connection's tokens with those of a new sign-in."""
     tokens = _tokens(ctx, actor, body.state, body.code)
     view = connections.reauthenticate(ctx, actor, name, tokens)
-    auth.discard(ctx, body.state)
+    auth.discard(ctx, body.state, channel=auth.API)
     return ConnectionPublic.of(view)
 
 

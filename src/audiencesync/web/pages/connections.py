@@ -8,6 +8,8 @@ user"; 5. Save. The tokens wait, encrypted, in the control database between 3 an
 
 from __future__ import annotations
 
+import secrets
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -54,7 +56,7 @@ def new_connection(request: Request, page: CurrentPage) -> Response:
 
 def _start(request: Request, page: Page, pending: dict[str, object]) -> Response:
     callback = str(request.url_for("connection_callback"))
-    authorization = auth.begin_authorization(page.ctx, page.actor, callback)
+    authorization = auth.begin_authorization(page.ctx, page.actor, callback, channel=auth.BROWSER)
     page.session.data[PENDING] = {**pending, "state": authorization.state}
     auth.save_session_data(page.ctx, page.session)
     return redirect(authorization.url)
@@ -81,7 +83,11 @@ def authenticate(request: Request, page: Form) -> Response:
 
 @router.get("/connections/callback", name="connection_callback")
 def callback(request: Request, page: CurrentPage) -> Response:
-    """Back from Snapchat: the state must be the one this session started."""
+    """Back from Snapchat: the state must be the one this session started.
+
+    Also when Snapchat reports an error: a link with ``?error=`` and another state (or
+    none) neither cancels this browser's sign-in nor shows its text.
+    """
     pending = page.session.data.get(PENDING)
     params = request.query_params
     if not isinstance(pending, dict) or "state" not in pending:
@@ -89,8 +95,15 @@ def callback(request: Request, page: CurrentPage) -> Response:
             "this browser did not start a Snapchat sign-in (or it was already used): "
             "start again from Admin > Connections."
         )
+    expected = str(pending["state"])
     if params.get("error"):
-        auth.discard(page.ctx, str(pending["state"]))
+        sent = params.get("state", "")
+        if not secrets.compare_digest(sent.encode(), expected.encode()):
+            raise PermissionDeniedError(
+                "this answer from Snapchat is not for the sign-in this browser started: "
+                "nothing was changed (this can mean a forged link)."
+            )
+        auth.discard(page.ctx, expected, channel=auth.BROWSER)
         page.session.data.pop(PENDING, None)
         auth.save_session_data(page.ctx, page.session)
         reason = params.get("error_description") or params["error"]
@@ -98,7 +111,7 @@ def callback(request: Request, page: CurrentPage) -> Response:
         return redirect("/connections")
     auth.finish_callback(
         page.ctx, code=params.get("code", ""), state=params.get("state", ""),
-        expected_state=str(pending["state"]), actor=page.actor,
+        channel=auth.BROWSER, expected_state=expected, actor=page.actor,
     )  # fmt: skip
     if pending.get("purpose") == "reauth":
         return _finish_reauth(page, pending)
@@ -109,9 +122,10 @@ def _finish_reauth(page: Page, pending: dict[str, object]) -> Response:
     state = str(pending["state"])
     name = str(pending["name"])
     view = connections.reauthenticate(
-        page.ctx, page.actor, name, auth.pending_tokens(page.ctx, page.actor, state)
-    )
-    auth.discard(page.ctx, state)
+        page.ctx, page.actor, name,
+        auth.pending_tokens(page.ctx, page.actor, state, channel=auth.BROWSER),
+    )  # fmt: skip
+    auth.discard(page.ctx, state, channel=auth.BROWSER)
     page.session.data.pop(PENDING, None)
     page.flash(f"Connection {view.name} was re-authenticated as {view.platform_user_name}.")
     return redirect("/connections")
@@ -123,7 +137,7 @@ def _pending(page: Page) -> dict[str, object]:
         raise UserInputError(
             "there is no connection being added in this browser: start from Admin > Connections."
         )
-    if not auth.tokens_ready(page.ctx, str(pending["state"])):
+    if not auth.tokens_ready(page.ctx, str(pending["state"]), channel=auth.BROWSER):
         raise UserInputError("authenticate with Snapchat first: approve the access, then save.")
     return pending
 
@@ -149,14 +163,14 @@ def save(request: Request, page: Form) -> Response:
         view = connections.create_snapchat_connection(
             page.ctx, page.actor, str(pending["name"]),
             share_with_contributors=bool(pending["share"]), agreed=True,
-            tokens=auth.pending_tokens(page.ctx, page.actor, state),
+            tokens=auth.pending_tokens(page.ctx, page.actor, state, channel=auth.BROWSER),
         )  # fmt: skip
     except AudiencesyncError as error:
         return render(
             request, page, "connection_save.html", pending=pending, error=error.message,
             status=error.http_status, nav="connections",
         )  # fmt: skip
-    auth.discard(page.ctx, state)
+    auth.discard(page.ctx, state, channel=auth.BROWSER)
     page.session.data.pop(PENDING, None)
     page.flash(
         f"Connection {view.name} was saved: Snapchat user {view.platform_user_name}, "
