@@ -31,6 +31,15 @@ bearer_scheme = HTTPBearer(
 )
 
 
+def same_secret(sent: str, expected: str) -> bool:
+    """Constant-time comparison of a secret sent by the client (any text) with ours.
+
+    As bytes: ``secrets.compare_digest`` raises TypeError for non-ASCII ``str``, which
+    turned a forged token such as "é" into a 500.
+    """
+    return secrets.compare_digest(sent.encode(), expected.encode())
+
+
 def get_context(request: Request) -> Context:
     """The home opened by the app factory."""
     return cast(Context, request.app.state.ctx)
@@ -93,7 +102,7 @@ def api_principal(
         )
     if principal.session is not None and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
-        if not secrets.compare_digest(sent, principal.session.csrf_token):
+        if not same_secret(sent, principal.session.csrf_token):
             raise PermissionDeniedError(
                 "this change came with a session cookie but without its CSRF token: send the "
                 "X-CSRF-Token header, or use an API token."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,13 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData, UploadFile
 
 from audiencesync.api.auth import SessionInfo, save_session_data
-from audiencesync.api.deps import CSRF_HEADER, Principal, find_principal, get_context
+from audiencesync.api.deps import (
+    CSRF_HEADER,
+    Principal,
+    find_principal,
+    get_context,
+    same_secret,
+)
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, allowed
 from audiencesync.errors import PermissionDeniedError
@@ -143,7 +148,7 @@ async def posted_form(request: Request) -> AsyncIterator[Posted]:
         sent = form.get("csrf_token") or request.headers.get(CSRF_HEADER, "")
         if (
             not isinstance(sent, str)
-            or not secrets.compare_digest(sent, page.session.csrf_token)
+            or not same_secret(sent, page.session.csrf_token)
             or not same_origin(request)
         ):
             raise PermissionDeniedError(

@@ -273,6 +273,28 @@ def test_the_login_form_needs_its_csrf_cookie(api: Api) -> None:
     assert "audiencesync_session" not in answer.headers.get("set-cookie", "")
 
 
+def test_a_non_ascii_csrf_token_is_refused_not_an_error(api: Api) -> None:
+    browser, _ = sign_in(api, "victor")
+    try:
+        api_call = browser.post(
+            "/api/v1/me/tokens", json={"name": "x"}, headers={"X-CSRF-Token": "é".encode()}
+        )
+        assert api_call.status_code == 403
+        assert "CSRF" in api_call.json()["detail"]
+        form = browser.post("/logout", data={"csrf_token": "é"})
+        assert form.status_code == 403
+        assert browser.get("/api/v1/me").status_code == 200  # still signed in
+    finally:
+        browser.close()
+    with api.client() as stranger:
+        stranger.get("/login")
+        login = stranger.post(
+            "/login", data={"name": "victor", "password": PASSWORD, "csrf_token": "é"}
+        )
+    assert login.status_code == 400
+    assert "the sign-in form expired" in login.text
+
+
 def test_validation_errors_are_plain_words(api: Api) -> None:
     answer = api.admin.post("/api/v1/users", json={"name": "dave"})
     assert answer.status_code == 422

@@ -8,12 +8,11 @@ user"; 5. Save. The tokens wait, encrypted, in the control database between 3 an
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from audiencesync.api import auth
+from audiencesync.api.deps import same_secret
 from audiencesync.control.permissions import Action, require
 from audiencesync.errors import AudiencesyncError, PermissionDeniedError, UserInputError
 from audiencesync.sync import connections
@@ -98,7 +97,7 @@ def callback(request: Request, page: CurrentPage) -> Response:
     expected = str(pending["state"])
     if params.get("error"):
         sent = params.get("state", "")
-        if not secrets.compare_digest(sent.encode(), expected.encode()):
+        if not same_secret(sent, expected):
             raise PermissionDeniedError(
                 "this answer from Snapchat is not for the sign-in this browser started: "
                 "nothing was changed (this can mean a forged link)."

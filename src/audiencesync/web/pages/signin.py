@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from audiencesync.api import auth
-from audiencesync.api.deps import SESSION_COOKIE, find_principal, get_context
+from audiencesync.api.deps import SESSION_COOKIE, find_principal, get_context, same_secret
 from audiencesync.errors import PermissionDeniedError
 from audiencesync.web.common import Form, redirect, same_origin, templates
 
@@ -66,7 +66,7 @@ async def login(request: Request) -> Response:
     form = await request.form()
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     sent, expected = str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(sent, expected) or not same_origin(request):
+    if not expected or not same_secret(sent, expected) or not same_origin(request):
         return _login_page(
             request, error="the sign-in form expired: try again.", status=400, name=name
         )
