@@ -138,3 +138,22 @@ def test_every_command_says_what_it_does(command: list[str]) -> None:
     description = " ".join(rest.strip().split("\n\n")[0].split())
     assert description.endswith(".")
     assert len(description) > 10
+
+
+def test_a_password_set_from_the_cli_revokes_api_tokens(home: Path) -> None:
+    from audiencesync.api.auth import actor_for_token, create_token
+    from audiencesync.control.context import Context
+    from audiencesync.control.users import resolve_actor
+    from audiencesync.settings import Settings
+
+    ctx = Context.open(Settings(home=home))
+    try:
+        token = create_token(ctx, resolve_actor(ctx, "admin"), "script").token
+        assert actor_for_token(ctx, token) is not None
+        changed = run_cli("users", "set-password", "admin", "--password-stdin",
+                          home=home, input_text="another long password\n")  # fmt: skip
+        assert changed.code == 0, changed.output
+        assert "API tokens are revoked" in changed.stdout
+        assert actor_for_token(ctx, token) is None
+    finally:
+        ctx.close()
