@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from audiencesync.cli.walkthrough import connect_through_emulator
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Actor
 from audiencesync.emulator.testing import EmulatorHandle
@@ -46,12 +47,8 @@ def sign_in(ctx: Context, admin: Actor) -> tuple[connections.Authorization, str,
 def connect(
     ctx: Context, admin: Actor, name: str = "Snap", *, share: bool = False
 ) -> ConnectionView:
-    """A Snapchat connection made through the emulator's authorize page."""
-    authorization, code, state = sign_in(ctx, admin)
-    tokens = connections.finish_authorization(ctx, admin, authorization, code=code, state=state)
-    return connections.create_snapchat_connection(
-        ctx, admin, name, share_with_contributors=share, agreed=True, tokens=tokens
-    )
+    """A Snapchat connection made through the emulator's authorize page (the demo's steps)."""
+    return connect_through_emulator(ctx, admin, name, share=share)
 
 
 PROFILES_CSV = (

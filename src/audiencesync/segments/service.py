@@ -16,7 +16,7 @@ from typing import Any
 
 import ibis
 import pyarrow as pa
-from sqlalchemy import delete, func, inspect, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -30,6 +30,7 @@ from audiencesync.control.models import (
     utcnow,
 )
 from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.control.sync_models import Export, ExportSegment
 from audiencesync.errors import ConflictError, UserInputError
 from audiencesync.profiles.store import check_dataset_name
 from audiencesync.segments.evaluation import (
@@ -291,23 +292,16 @@ def update_segment(
 
 
 def segment_dependents(session: Session, segment_id: int) -> list[str]:
-    """Names of the exports that use a segment (none until the exports table exists).
-
-    Exports arrive with a later migration (``exports(id, name, ...)`` and
-    ``export_segments(export_id, segment_id)``); until then nothing depends on a segment.
-    """
-    tables = set(inspect(session.get_bind()).get_table_names())
-    if not {"exports", "export_segments"} <= tables:
-        return []
-    rows = session.execute(
-        text(
-            "SELECT DISTINCT e.name FROM exports e "
-            "JOIN export_segments es ON es.export_id = e.id "
-            "WHERE es.segment_id = :id ORDER BY e.name"
-        ),
-        {"id": segment_id},
+    """Names of the exports that use a segment (it cannot be removed while they do)."""
+    return list(
+        session.scalars(
+            select(Export.name)
+            .join(ExportSegment, ExportSegment.export_id == Export.id)
+            .where(ExportSegment.segment_id == segment_id)
+            .distinct()
+            .order_by(Export.name)
+        )
     )
-    return [str(r[0]) for r in rows]
 
 
 def segment_users(session: Session, segment_id: int) -> list[str]:

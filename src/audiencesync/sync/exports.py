@@ -458,8 +458,9 @@ def refuse_while_running(session: Session, export: Export, doing: str) -> None:
     )
     if active is not None:
         raise ConflictError(
-            f"export {export.name!r} has run {active.id} {active.status}: wait for it, or "
-            f"cancel it with `audiencesync runs cancel {active.id}`, before you {doing} it."
+            f"export {export.name!r} already has run {active.id} {active.status}: wait for "
+            f"it, or cancel it with `audiencesync runs cancel {active.id}`, before you "
+            f"{doing} it."
         )
 
 

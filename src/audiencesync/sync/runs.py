@@ -35,6 +35,7 @@ from audiencesync.sync.exports import (
     export_segment_names,
     get_row,
     identifier_fields,
+    refuse_while_running,
     require_export_access,
 )
 from audiencesync.sync.snapshot import Snapshot
@@ -138,14 +139,7 @@ def request_run(
         if actor is not None:
             require_export_access(session, actor, export)
         _check_runnable(session, export)
-        active = session.scalar(
-            select(Run).where(Run.export_id == export.id, Run.status.in_([QUEUED, RUNNING]))
-        )
-        if active is not None:
-            raise ConflictError(
-                f"export {export.name!r} already has run {active.id} {active.status}: wait for "
-                f"it, or cancel it with `audiencesync runs cancel {active.id}`."
-            )
+        refuse_while_running(session, export, "run")
         run = Run(
             export_id=export.id,
             trigger=trigger,
@@ -399,14 +393,7 @@ def _start_now(
         export = get_row(session, export_name)
         require_export_access(session, actor, export)
         _check_runnable(session, export)
-        active = session.scalar(
-            select(Run).where(Run.export_id == export.id, Run.status.in_([QUEUED, RUNNING]))
-        )
-        if active is not None:
-            raise ConflictError(
-                f"export {export.name!r} already has run {active.id} {active.status}: wait for "
-                f"it, or cancel it with `audiencesync runs cancel {active.id}`."
-            )
+        refuse_while_running(session, export, "run")
         moment = utcnow()
         run = Run(
             export_id=export.id, trigger=trigger, requested_by=actor.name, status=RUNNING,

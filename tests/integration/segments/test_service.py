@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from audiencesync.control.audit import list_entries
 from audiencesync.control.context import Context
@@ -31,7 +30,6 @@ from audiencesync.segments import (
     load_rules_text,
     preview_segment,
     remove_segment,
-    segment_dependents,
     segment_history,
     segment_sql,
     update_segment,
@@ -211,23 +209,6 @@ def test_removing_a_segment_an_export_uses_is_refused(
     assert caught.value.message == (
         "segment 'adults' is used by export(s) weekly, vip-uk: take it out of those exports first."
     )
-
-
-def test_segment_dependents_reads_export_segments_once_it_exists(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    with Session(engine) as session:
-        assert segment_dependents(session, 1) == []
-        session.execute(text("CREATE TABLE exports (id INTEGER PRIMARY KEY, name TEXT)"))
-        session.execute(
-            text("CREATE TABLE export_segments (export_id INTEGER, segment_id INTEGER)")
-        )
-        session.execute(
-            text("INSERT INTO exports VALUES (1, 'weekly'), (2, 'daily'), (3, 'other')")
-        )
-        session.execute(text("INSERT INTO export_segments VALUES (1, 7), (2, 7), (3, 8)"))
-        assert segment_dependents(session, 7) == ["daily", "weekly"]
-        assert segment_dependents(session, 9) == []
-    engine.dispose()
 
 
 def test_a_dataset_with_segments_cannot_be_removed(ctx: Context, people: dict[Role, Actor]) -> None:
