@@ -76,6 +76,7 @@ def _run_figures(view: RunView, seconds: float, profiles: int) -> dict[str, Any]
         "removed": counts.get("removed"),
         "requests": counts.get("requests"),
         "bytes_sent": counts.get("bytes_sent"),
+        "phase_seconds": counts.get("seconds"),
     }
 
 

@@ -3,7 +3,7 @@
 - :mod:`.clock`: the injected :class:`Clock` (real, or manual in tests).
 - :mod:`.retry`: the retry policy as data: a table from status, platform error code or
   exception class to an :class:`Action`.
-- :mod:`.ratelimit`: a thread-safe token bucket (client-side requests per second).
+- :mod:`.ratelimit`: requests per second per access token, in any window (client side).
 - :mod:`.sender`: :class:`RetryingSender`, which applies the policy, the rate limit, the
   concurrency limit and a token refresh on 401 to each call, and logs one line per call.
 """
@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from audiencesync.http.clock import Clock, SystemClock
-from audiencesync.http.ratelimit import TokenBucket
+from audiencesync.http.ratelimit import RateBudgets, RequestWindow, shared_budgets
 from audiencesync.http.retry import (
     DEFAULT_RULES,
     Action,
@@ -31,7 +31,9 @@ __all__ = [
     "RetryingSender",
     "Rule",
     "SystemClock",
-    "TokenBucket",
+    "RateBudgets",
+    "RequestWindow",
+    "shared_budgets",
     "TokenSource",
     "parse_retry_after",
 ]

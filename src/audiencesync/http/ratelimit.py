@@ -1,42 +1,121 @@
-"""A client-side rate budget: a thread-safe token bucket."""
+"""Client-side rate budgets: at most N requests in any window, per access token.
+
+Snap allows about 10 requests per second per access token. :class:`RequestWindow` keeps
+exactly that rule (never more than ``limit`` requests in any ``window`` seconds) while
+letting a short run of requests go at once: a diff run that sends six batches does not
+wait 0.6 s for a budget it has. :class:`RateBudgets` holds one window per access token,
+since the limit follows the token, not the client object: runs one after another in a
+process reuse the same token and must share its budget.
+
+Callers reserve a slot under a lock and then sleep outside it until their slot comes,
+so concurrent threads queue in order instead of waking together and colliding.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import threading
+from collections import deque
 
 from audiencesync.http.clock import Clock
 
 
-class TokenBucket:
-    """At most ``rate`` acquisitions per second on average, bursts up to ``capacity``.
+class RequestWindow:
+    """At most ``rate`` requests per second: ``limit`` in any ``window`` seconds.
 
-    Callers reserve a slot under a lock and then sleep outside it until their slot comes,
-    so concurrent threads queue in order instead of waking together and colliding.
+    ``limit`` is the whole part of ``rate`` (at least 1) and ``window`` is
+    ``limit / rate``: 10 req/s allows 10 requests in any second, 0.5 req/s one in any
+    two seconds.
     """
 
-    def __init__(self, rate: float, clock: Clock, *, capacity: float = 1.0) -> None:
+    def __init__(self, rate: float, clock: Clock) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._rate = rate
-        self._capacity = max(1.0, capacity)
+        self._limit = max(1, math.floor(rate))
+        self._window = self._limit / rate
         self._clock = clock
         self._lock = threading.Lock()
-        self._tokens = self._capacity
-        self._updated = clock.monotonic()
+        self._slots: deque[float] = deque(maxlen=self._limit)
 
     @property
     def rate(self) -> float:
         return self._rate
 
-    def acquire(self) -> float:
-        """Take one slot, sleeping until it is due; returns the seconds waited."""
+    def reserve(self) -> float:
+        """Take the next free slot; returns the seconds until it comes (0 = now)."""
         with self._lock:
             now = self._clock.monotonic()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
-            self._updated = now
-            self._tokens -= 1.0
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+            slot = now
+            if len(self._slots) == self._limit:
+                # The request `limit` places back must be a whole window old.
+                slot = max(slot, self._slots[0] + self._window)
+            if self._slots:
+                slot = max(slot, self._slots[-1])
+            self._slots.append(slot)
+        return slot - now
+
+    def acquire(self) -> float:
+        """Take one slot, sleeping until it is due; returns the seconds waited."""
+        wait = self.reserve()
         if wait > 0:
             self._clock.sleep(wait)
-        return wait
+        return max(0.0, wait)
+
+    def idle_since(self) -> float | None:
+        """The time of the last reserved slot (None when none was taken)."""
+        with self._lock:
+            return self._slots[-1] if self._slots else None
+
+
+class RateBudgets:
+    """One :class:`RequestWindow` per access token (requests without one share a window).
+
+    Tokens are kept only as SHA-256 digests. Windows idle for longer than their window
+    are dropped, so the table stays as small as the tokens in use.
+    """
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[bytes, RequestWindow] = {}
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def acquire(self, token: str | None) -> float:
+        """Take one slot of ``token``'s budget, sleeping until it is due."""
+        key = hashlib.sha256(token.encode()).digest() if token else b""
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                self._forget_idle()
+                window = self._windows[key] = RequestWindow(self._rate, self._clock)
+            wait = window.reserve()
+        if wait > 0:
+            self._clock.sleep(wait)
+        return max(0.0, wait)
+
+    def _forget_idle(self) -> None:
+        now = self._clock.monotonic()
+        horizon = max(1.0, 1.0 / self._rate) * 2
+        for key, window in list(self._windows.items()):
+            last = window.idle_since()
+            if last is None or now - last > horizon:
+                del self._windows[key]
+
+
+_shared: dict[float, RateBudgets] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_budgets(rate: float, clock: Clock) -> RateBudgets:
+    """The process-wide budgets at ``rate`` (one table per rate, on the real clock)."""
+    with _shared_lock:
+        found = _shared.get(rate)
+        if found is None:
+            found = _shared[rate] = RateBudgets(rate, clock)
+        return found

@@ -13,7 +13,7 @@ import httpx
 
 from audiencesync.errors import AudiencesyncError, DestinationError
 from audiencesync.http.clock import Clock
-from audiencesync.http.ratelimit import TokenBucket
+from audiencesync.http.ratelimit import RateBudgets
 from audiencesync.http.retry import Action, RetryPolicy, Rule, parse_retry_after
 from audiencesync.logs import redact
 
@@ -80,6 +80,12 @@ def _with_token(request: httpx.Request, token: str | None) -> httpx.Request:
     )
 
 
+#: A 401 refreshes the token it was sent with; a refreshed token refused again at once
+#: (expired or revoked in between, as requests in flight cross a refresh) is refreshed
+#: again, at most this many times in one call, before the user is asked to reconnect.
+MAX_REFRESHES_PER_CALL = 3
+
+
 class RetryingSender:
     """Applies a :class:`RetryPolicy` to calls on a shared, thread-safe ``httpx.Client``.
 
@@ -94,7 +100,7 @@ class RetryingSender:
         policy: RetryPolicy,
         clock: Clock,
         *,
-        limiter: TokenBucket | None = None,
+        limiter: RateBudgets | None = None,
         slots: threading.Semaphore | None = None,
         describe_error: Callable[[httpx.Response], ErrorDetail] = _no_detail,
         connection_name: str = "NAME",
@@ -111,10 +117,10 @@ class RetryingSender:
         """The first 2xx response; raises an ``AudiencesyncError`` subclass otherwise."""
         failures = 0
         rate_limited = 0
-        refreshed = False
+        refreshed: set[str] = set()  # the tokens this call refreshed after a 401
         while True:
             token = tokens.access_token() if tokens is not None else None
-            response, exc = self._attempt(call, _with_token(call.request, token))
+            response, exc = self._attempt(call, _with_token(call.request, token), token)
             if response is not None and response.is_success:
                 return response
             if response is not None:
@@ -134,10 +140,15 @@ class RetryingSender:
                 retry_after = None
 
             if rule.action is Action.REFRESH_TOKEN:
-                if tokens is None or token is None or refreshed:
+                if (
+                    tokens is None
+                    or token is None
+                    or token in refreshed
+                    or len(refreshed) >= MAX_REFRESHES_PER_CALL
+                ):
                     raise self._final(rule, call, response, exc, detail, failures + 1)
                 tokens.refresh(token)
-                refreshed = True
+                refreshed.add(token)
                 continue
             if rule.action is Action.RATE_LIMITED:
                 rate_limited += 1
@@ -164,14 +175,14 @@ class RetryingSender:
             self._clock.sleep(wait)
 
     def _attempt(
-        self, call: Call, request: httpx.Request
+        self, call: Call, request: httpx.Request, token: str | None
     ) -> tuple[httpx.Response | None, Exception | None]:
         slot: AbstractContextManager[object] = (
             self._slots if self._slots is not None else nullcontext()
         )
         with slot:
             if self._limiter is not None:
-                self._limiter.acquire()
+                self._limiter.acquire(token)
             started = self._clock.monotonic()
             try:
                 response = self._http.send(request)

@@ -84,6 +84,13 @@ class RunOutcome:
     audience: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
     fatal: bool = False
+    #: Wall seconds per phase ("planning" overlaps "sending": types are diffed while sent).
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, phase: str, started: float) -> None:
+        """Add the time since ``started`` (``time.perf_counter()``) to ``phase``."""
+        elapsed = time.perf_counter() - started
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 3)
 
     @property
     def to_send(self) -> int:
@@ -106,6 +113,7 @@ class RunOutcome:
             "failed": self.failed,
             "requests": self.requests,
             "bytes_sent": self.bytes_sent,
+            "seconds": dict(self.seconds),
         }
 
     def progress(self) -> dict[str, Any]:
@@ -214,6 +222,7 @@ def plan(
     kinds = sorted(set(current) | (snapshot.types() if run.mirror else set()))
     for kind in kinds:
         # A connection per type: its memory is returned before the next type is diffed.
+        started = time.perf_counter()
         with duck.connect() as con:
             snapshot.compact(kind, con)
             confirmed = f"SELECT hash FROM {snapshot.confirmed_sql(kind)}"
@@ -239,6 +248,8 @@ def plan(
                     f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION uncompressed)"
                 )
                 number = pq.ParquetFile(path).metadata.num_rows
+                outcome.timed("planning", started)
+                started = time.perf_counter()
                 if number:
                     totals = outcome.planned_adds if action == ADD else outcome.planned_removes
                     totals[kind.value] = number
@@ -350,19 +361,26 @@ def execute(
             destination.clear(run.audience_id)
             snapshot.reset()
             snapshot.clear_done()
+        phase_started = time.perf_counter()
         current = collect_identifiers(ctx, run, work, outcome, report)
+        outcome.timed("members_and_hashing", phase_started)
         files = plan(snapshot, current, work, run, outcome)
         if run.dry_run or destination is None:
             for _ in files:
                 report(outcome)
             outcome.phase = "planned"
             return outcome
+        phase_started = time.perf_counter()
         push(
             destination, snapshot, run, files, outcome,
             concurrency=concurrency, report=report, cancelled=cancelled,
         )  # fmt: skip
+        outcome.timed("sending", phase_started)
+        phase_started = time.perf_counter()
         snapshot.compact_all()
+        outcome.timed("confirming", phase_started)
         if not outcome.fatal:
+            phase_started = time.perf_counter()
             outcome.phase = "reading back the audience"
             report(outcome)
             try:
@@ -375,6 +393,7 @@ def execute(
                 }
             except AudiencesyncError as error:
                 outcome.errors.append(f"the audience could not be read back: {error.message}")
+            outcome.timed("reading_back", phase_started)
         outcome.phase = "done"
         return outcome
     except AudiencesyncError as error:

@@ -17,7 +17,7 @@ from audiencesync.errors import (
     ReauthenticationRequiredError,
     TransientDestinationError,
 )
-from audiencesync.http import Action, RetryPolicy, TokenBucket, parse_retry_after
+from audiencesync.http import Action, RateBudgets, RequestWindow, RetryPolicy, parse_retry_after
 from audiencesync.http.clock import ManualClock
 from audiencesync.settings import Settings
 
@@ -154,12 +154,26 @@ def test_message_fills_the_template() -> None:
     assert "Data Manager" in text
 
 
-def test_token_bucket_spaces_calls_at_the_rate() -> None:
+def test_a_short_run_of_requests_goes_at_once_then_keeps_to_the_rate() -> None:
     clock = ManualClock()
-    bucket = TokenBucket(10.0, clock)
-    waits = [bucket.acquire() for _ in range(11)]
-    assert waits[0] == 0.0
-    assert clock.monotonic() == pytest.approx(1.0)  # 11 calls: the first free, then 0.1 s each
+    window = RequestWindow(10.0, clock)
+    sent_at = []
+    for _ in range(25):
+        window.acquire()
+        sent_at.append(clock.monotonic())
+    assert sent_at[:10] == [0.0] * 10  # ten in the first second: nothing waits
+    assert sent_at[10:20] == pytest.approx([1.0] * 10)
+    assert sent_at[20:] == pytest.approx([2.0] * 5)
+    # Never more than 10 in any one-second window.
+    for index in range(10, len(sent_at)):
+        assert sent_at[index] - sent_at[index - 10] >= 1.0 - 1e-9
+
+
+def test_a_rate_below_one_request_per_second_spaces_every_request() -> None:
+    clock = ManualClock()
+    window = RequestWindow(0.5, clock)
+    waits = [window.acquire() for _ in range(3)]
+    assert waits == pytest.approx([0.0, 2.0, 2.0])
 
 
 class _FrozenClock(ManualClock):
@@ -170,13 +184,24 @@ class _FrozenClock(ManualClock):
             self.sleeps.append(seconds)
 
 
-def test_token_bucket_queues_concurrent_callers() -> None:
+def test_concurrent_callers_queue_for_their_slots() -> None:
     clock = _FrozenClock()
-    bucket = TokenBucket(10.0, clock)
-    threads = [threading.Thread(target=bucket.acquire) for _ in range(21)]
+    window = RequestWindow(10.0, clock)
+    threads = [threading.Thread(target=window.acquire) for _ in range(25)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    # Reservations are handed out in order: 0.1 s, 0.2 s, ... 2.0 s after the free one.
-    assert sorted(clock.sleeps) == pytest.approx([0.1 * n for n in range(1, 21)])
+    # Ten go now (no sleep); the next ten wait one second, the last five two.
+    assert sorted(clock.sleeps) == pytest.approx([1.0] * 10 + [2.0] * 5)
+
+
+def test_each_access_token_has_its_own_budget() -> None:
+    clock = _FrozenClock()
+    budgets = RateBudgets(10.0, clock)
+    for _ in range(10):
+        budgets.acquire("token-a")
+    budgets.acquire("token-b")  # a fresh token: no wait
+    assert clock.sleeps == []
+    budgets.acquire("token-a")  # the eleventh of token-a waits for its window
+    assert clock.sleeps == pytest.approx([1.0])

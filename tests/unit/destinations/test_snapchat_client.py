@@ -78,12 +78,21 @@ def test_refresh_on_401_then_replay(snap: FakeSnap) -> None:
     assert sum(snap.clock.sleeps) < 0.001  # no backoff, only rate-limit spacing
 
 
-def test_second_401_after_refresh_asks_for_reauthentication(snap: FakeSnap) -> None:
-    client = snap.client(connection_name="snap-main")
+def test_a_refreshed_token_refused_again_is_refreshed_again(snap: FakeSnap) -> None:
+    client = snap.client(requests_per_second=1e6)
     snap.fail_next("GET", "/v1/me", httpx.Response(401), httpx.Response(401))
+    assert client.me().id == "u1"
+    assert snap.refresh_calls == 2
+    tokens = [r.headers["Authorization"] for r in snap.api_requests("GET")]
+    assert len(set(tokens)) == 3  # each token was tried once
+
+
+def test_401s_after_every_refresh_ask_for_reauthentication(snap: FakeSnap) -> None:
+    client = snap.client(connection_name="snap-main", requests_per_second=1e6)
+    snap.fail_next("GET", "/v1/me", *[httpx.Response(401)] * 10)
     with pytest.raises(ReauthenticationRequiredError, match="connections reauth snap-main"):
         client.me()
-    assert snap.refresh_calls == 1
+    assert snap.refresh_calls == 3  # MAX_REFRESHES_PER_CALL, then the user is asked
 
 
 def test_rotated_refresh_token_goes_to_the_callback(snap: FakeSnap) -> None:

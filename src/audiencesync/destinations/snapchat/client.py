@@ -31,7 +31,15 @@ from audiencesync.destinations.snapchat.models import (
 from audiencesync.destinations.snapchat.oauth import OAuthApp, TokenSet, refresh_tokens
 from audiencesync.destinations.snapchat.policy import describe_api_error, snapchat_policy
 from audiencesync.errors import DestinationError, UserInputError
-from audiencesync.http import Call, Clock, RetryingSender, RetryPolicy, SystemClock, TokenBucket
+from audiencesync.http import (
+    Call,
+    Clock,
+    RateBudgets,
+    RetryingSender,
+    RetryPolicy,
+    SystemClock,
+    shared_budgets,
+)
 from audiencesync.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,6 +88,13 @@ class SnapchatClient:
         self._app = app
         self._policy = policy or snapchat_policy()
         self._clock = clock or SystemClock()
+        # Snap counts requests per access token: clients on the real clock share one
+        # budget per token in this process (a test clock gets budgets of its own).
+        budgets = (
+            shared_budgets(requests_per_second, self._clock)
+            if clock is None
+            else RateBudgets(requests_per_second, self._clock)
+        )
         self._max_ids = max_ids_per_request
         self._connection_name = connection_name
         pool = max_concurrency + 2  # room for a token refresh beside full concurrency
@@ -93,7 +108,7 @@ class SnapchatClient:
             self._http,
             self._policy,
             self._clock,
-            limiter=TokenBucket(requests_per_second, self._clock),
+            limiter=budgets,
             slots=threading.BoundedSemaphore(max_concurrency),
             describe_error=describe_api_error,
             connection_name=connection_name,
