@@ -50,7 +50,7 @@ _REASON_NAMES = pa.array([reason.value for reason in REASONS], pa.string())
 _NO_CODE = pa.scalar(None, pa.int8())
 
 #: DuckDB hashes slices of this many rows in parallel (its row-group size).
-_SLICE_ROWS = 122_880
+_SLICE_ROWS = 25000
 
 _local = threading.local()
 
@@ -96,27 +96,101 @@ def hash_batch(
     with a reason. Raises :class:`UserInputError` for an unknown ``kind`` or
     ``default_country``, or a column type that cannot hold text.
     """
+    identifier_type, prepared = _prepare_all(kind, values, default_country, raw)
+    codes, rejected = _codes(prepared)
+    return HashedBatch(
+        kind=identifier_type,
+        hashes=_hash(prepared),
+        reasons=pc.take(_REASON_NAMES, codes),
+        accepted=codes.null_count,
+        prehashed=sum(chunk.prehashed for chunk in prepared),
+        rejected=rejected,
+    )
+
+
+#: The columns of :attr:`PreparedBatch.rows`: ``v`` the normalized text, ``h`` whether
+#: its hash is ``sha256(v)``, ``p`` whether ``v`` is a hash already, ``g`` the hash
+#: computed in Python for the rare values only Python can decide.
+PREPARED_SCHEMA = pa.schema(
+    [("v", pa.string()), ("h", pa.bool_()), ("p", pa.bool_()), ("g", pa.string())]
+)
+
+#: The DuckDB expression of a prepared row's hash (64 lowercase hex characters).
+HASH_SQL = "CASE WHEN h THEN sha256(v) WHEN p THEN v ELSE g END"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A column's accepted values, normalized but not yet hashed, and its rejects.
+
+    For callers that hash in DuckDB themselves, where the hashes are used (the export
+    engine diffs them against its snapshot in the same query, so 64-character hashes of
+    unchanged values are never copied out). ``rows`` holds only the accepted values, in
+    :data:`PREPARED_SCHEMA`; :data:`HASH_SQL` over those columns gives exactly the
+    hashes :func:`hash_batch` gives. ``reasons`` has the input's length, as in
+    :class:`HashedBatch`.
+    """
+
+    kind: IdentifierType
+    rows: pa.Table
+    reasons: pa.Array
+    accepted: int
+    prehashed: int
+    rejected: Mapping[RejectReason, int]
+
+
+def prepare_batch(
+    kind: IdentifierType | str,
+    values: pa.Array | pa.ChunkedArray | Sequence[str | None],
+    *,
+    default_country: str | None = None,
+    raw: bool = False,
+) -> PreparedBatch:
+    """Normalize ``values`` as :func:`hash_batch` does, and stop short of hashing."""
+    identifier_type, prepared = _prepare_all(kind, values, default_country, raw)
+    codes, rejected = _codes(prepared)
+    accepted_rows = [
+        chunk.batch.filter(
+            pc.or_(
+                pc.or_(chunk.batch.column("h"), chunk.batch.column("p")),
+                pc.is_valid(chunk.batch.column("g")),
+            )
+        )
+        for chunk in prepared
+    ]
+    return PreparedBatch(
+        kind=identifier_type,
+        rows=pa.Table.from_batches(accepted_rows, PREPARED_SCHEMA),
+        reasons=pc.take(_REASON_NAMES, codes),
+        accepted=codes.null_count,
+        prehashed=sum(chunk.prehashed for chunk in prepared),
+        rejected=rejected,
+    )
+
+
+def _prepare_all(
+    kind: IdentifierType | str,
+    values: pa.Array | pa.ChunkedArray | Sequence[str | None],
+    default_country: str | None,
+    raw: bool,
+) -> tuple[IdentifierType, list[_Prepared]]:
     identifier_type = parse_kind(kind)
     region = phones.check_default_country(default_country) if default_country else None
     prepared = [
         _prepare(identifier_type, chunk, invalid, region, raw)
         for chunk, invalid in _string_chunks(values, identifier_type)
     ]
-    prepared = [chunk for chunk in prepared if chunk.batch.num_rows]
-    hashes = _hash(prepared)
+    return identifier_type, [chunk for chunk in prepared if chunk.batch.num_rows]
+
+
+def _codes(prepared: list[_Prepared]) -> tuple[pa.Array, dict[RejectReason, int]]:
+    """Every row's reason code (null where accepted), and the rejects by reason."""
     codes = _concat([chunk.codes for chunk in prepared], pa.int8())
-    rejected = {
+    counted = {
         REASONS[item["values"].as_py()]: item["counts"].as_py()
         for item in pc.value_counts(codes.drop_null())
     }
-    return HashedBatch(
-        kind=identifier_type,
-        hashes=hashes,
-        reasons=pc.take(_REASON_NAMES, codes),
-        accepted=codes.null_count,
-        prehashed=sum(chunk.prehashed for chunk in prepared),
-        rejected={reason: rejected[reason] for reason in REASONS if reason in rejected},
-    )
+    return codes, {reason: counted[reason] for reason in REASONS if reason in counted}
 
 
 def _concat(arrays: list[pa.Array], arrow_type: pa.DataType) -> pa.Array:

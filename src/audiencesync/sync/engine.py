@@ -35,10 +35,10 @@ from audiencesync.errors import (
     DestinationError,
     ReauthenticationRequiredError,
 )
-from audiencesync.identifiers import hash_batch, release_thread_resources
+from audiencesync.identifiers import HASH_SQL, PREPARED_SCHEMA, prepare_batch
 from audiencesync.logs import redact
 from audiencesync.segments.membership import KEY_COLUMN, stream_members
-from audiencesync.sync.snapshot import ADD, REMOVE, SCHEMA, Snapshot
+from audiencesync.sync.snapshot import ADD, REMOVE, Snapshot
 from audiencesync.types import IdentifierType
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,19 @@ def _work_dir(snapshot: Snapshot, run_id: int) -> Path:
 def collect_identifiers(
     ctx: Context, run: RunInput, work: Path, outcome: RunOutcome, report: Reporter
 ) -> dict[IdentifierType, Path]:
-    """Stream members, hash each mapped field; one file of hashes per identifier type."""
+    """Stream members and normalize each mapped field; one file per identifier type.
+
+    The files hold the accepted values normalized but not hashed (``PREPARED_SCHEMA``):
+    the plan hashes them in DuckDB inside its diff query, so the 64-character hashes of
+    the values that did not change are never copied out of DuckDB, written or read back.
+    """
     outcome.phase = "reading members"
     report(outcome)
     fields = list(dict.fromkeys(run.fields.values()))
     paths = {kind: work / f"current-{kind.value}.parquet" for kind in run.fields}
     writers = {
-        kind: pq.ParquetWriter(path, SCHEMA, compression="none") for kind, path in paths.items()
+        kind: pq.ParquetWriter(path, PREPARED_SCHEMA, compression="none")
+        for kind, path in paths.items()
     }
 
     try:
@@ -163,22 +169,20 @@ def collect_identifiers(
                 outcome.members += batch.num_rows
                 keys = batch.column(KEY_COLUMN)
                 for kind, name in run.fields.items():
-                    hashed = hash_batch(
+                    prepared = prepare_batch(
                         kind, batch.column(name), default_country=run.default_country
                     )
-                    accepted = hashed.hashes.drop_null()
-                    outcome.identifiers[kind.value] = outcome.identifiers.get(kind.value, 0) + len(
-                        accepted
+                    outcome.identifiers[kind.value] = (
+                        outcome.identifiers.get(kind.value, 0) + prepared.accepted
                     )
-                    if hashed.rejected:
-                        _count_rejects(outcome, kind, keys, hashed.reasons, hashed.rejected)
-                    if len(accepted):
-                        writers[kind].write_table(pa.table({"hash": accepted}, schema=SCHEMA))
+                    if prepared.rejected:
+                        _count_rejects(outcome, kind, keys, prepared.reasons, prepared.rejected)
+                    if prepared.accepted:
+                        writers[kind].write_table(prepared.rows)
                 report(outcome)
     finally:
         for writer in writers.values():
             writer.close()
-        release_thread_resources()  # the hashing connection's memory, before the plan
     return paths
 
 
@@ -225,9 +229,9 @@ def plan(
         started = time.perf_counter()
         with duck.connect() as con:
             snapshot.compact(kind, con)
-            confirmed = f"SELECT hash FROM {snapshot.confirmed_sql(kind)}"
+            confirmed = snapshot.confirmed_sql(kind)
             mine = (
-                f"SELECT hash FROM read_parquet('{current[kind]}')"
+                f"SELECT {HASH_SQL} AS hash FROM read_parquet('{current[kind]}')"
                 if kind in current
                 else "SELECT NULL::VARCHAR AS hash WHERE false"
             )
@@ -236,12 +240,32 @@ def plan(
                     f"SELECT count(*) FROM ({mine} INTERSECT {confirmed})"
                 ).fetchone() or (0,)
                 outcome.resent += int(resent)
-                adds = f"SELECT DISTINCT hash FROM ({mine})"
+                sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]
+                if run.mirror:
+                    sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
             else:
-                adds = f"{mine} EXCEPT {confirmed}"
-            sections = [(ADD, adds)]
-            if run.mirror:
-                sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
+                # One pass: a full outer join keeps the hashes on one side only.
+                con.execute(
+                    "CREATE TEMP TABLE difference AS "
+                    f"SELECT mine.hash AS current, confirmed.hash AS confirmed "
+                    f"FROM ({mine}) AS mine FULL OUTER JOIN ({confirmed}) AS confirmed "
+                    "ON mine.hash = confirmed.hash "
+                    "WHERE mine.hash IS NULL OR confirmed.hash IS NULL"
+                )
+                sections = [
+                    (
+                        ADD,
+                        "SELECT DISTINCT current AS hash FROM difference WHERE current IS NOT NULL",
+                    )
+                ]
+                if run.mirror:
+                    sections.insert(
+                        0,
+                        (
+                            REMOVE,
+                            "SELECT confirmed AS hash FROM difference WHERE confirmed IS NOT NULL",
+                        ),
+                    )
             for action, query in sections:
                 path = work / f"{action}-{kind.value}.parquet"
                 con.execute(
@@ -261,11 +285,11 @@ def _batches(
 ) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
     """Each planned file in batches of at most ``size`` hashes, read with bounded memory."""
     for action, kind, path in files:
-        outcome.batches_total += -(-pq.ParquetFile(path).metadata.num_rows // size)
-        with duck.connect() as con:
-            reader = con.execute(f"SELECT hash FROM read_parquet('{path}')").to_arrow_reader(size)
-            for batch in reader:
-                yield action, kind, batch.column(0)
+        planned = pq.ParquetFile(path)
+        outcome.batches_total += -(-planned.metadata.num_rows // size)
+        # Batches span row groups, so each request but the last carries ``size`` hashes.
+        for batch in planned.iter_batches(batch_size=size, columns=["hash"]):
+            yield action, kind, batch.column(0)
 
 
 def push(

@@ -1,17 +1,23 @@
 """The confirmed snapshot of an export: what Snapchat has acknowledged, per identifier type.
 
-``<home>/exports/<export id>/audiences/<audience id>/confirmed-<type>.parquet`` holds the
-acknowledged hashes of one identifier type in one audience (an export that moves to
-another audience starts a fresh snapshot there). Each batch the destination acknowledges
-is written at once to ``journal/`` as its own small Parquet file (written under a
-temporary name, then renamed, so a journal file is either whole or absent). A compaction
-folds one type's journal into its confirmed file: ``(confirmed ∪ adds) − removes``, then
-deletes those journal files.
+``<home>/exports/<export id>/audiences/<audience id>/confirmed-<type>.parquet`` (the base)
+holds acknowledged hashes of one identifier type in one audience (an export that moves
+to another audience starts a fresh snapshot there). Each batch the destination
+acknowledges is written at once to ``journal/`` as its own small Parquet file, named
+``<sequence>-<add|remove>-<type>-<random>.parquet`` and written under a temporary name,
+then renamed, so a journal file is either whole or absent.
+
+The confirmed set of a type is the base with the journal replayed in sequence order:
+for each hash in the journal, its latest action wins (a removal wins a tie). Readers
+use that set directly (:meth:`Snapshot.confirmed_sql`), so a run's few journaled
+batches need no rewrite of the base; :meth:`Snapshot.compact` folds the journal into a
+new base only once the journal has grown to a share of the base (or when asked to).
 
 Safety argument: a run killed at any instant loses at most the batches in flight (not yet
 journaled), which the next run sends again; adding or removing an id twice is harmless.
-A journaled removal is deleted only after the compacted file that applies it is in
-place, so the snapshot never claims an id Snapchat no longer holds.
+A compaction writes the confirmed set to a new base, renames it into place and only then
+deletes the journal files it folded; replaying those files again onto the new base
+gives the same set, so a kill in between changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import shutil
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -36,6 +43,20 @@ REMOVE = "remove"
 
 
 CLEAR_PENDING = "clear-pending"
+
+#: The journal of a type is folded into its base once it holds this share of the base's
+#: rows, or this many files (each read costs a little).
+COMPACT_SHARE = 0.2
+COMPACT_FILES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFile:
+    """One acknowledged batch: its place in the replay, its action and its file."""
+
+    sequence: int
+    action: str
+    path: Path
 
 
 def export_dir(home: Path, export_id: int) -> Path:
@@ -62,6 +83,7 @@ class Snapshot:
         self._lock = threading.Lock()
 
     def confirmed(self, kind: IdentifierType) -> Path:
+        """The base file of one type (the confirmed set is it plus the journal)."""
         return self.root / f"confirmed-{kind.value}.parquet"
 
     def record(self, action: str, kind: IdentifierType, hashes: pa.Array) -> None:
@@ -77,8 +99,14 @@ class Snapshot:
         pq.write_table(pa.table({"hash": hashes}, schema=SCHEMA), temporary, compression="none")
         _fsync_replace(temporary, target)
 
-    def _journal(self, action: str, kind: IdentifierType) -> list[str]:
-        return sorted(str(p) for p in self.journal.glob(f"*-{action}-{kind.value}-*.parquet"))
+    def _journal(self, kind: IdentifierType) -> list[JournalFile]:
+        """One type's journal files, in the order they are replayed."""
+        found = []
+        for path in self.journal.glob(f"*-{kind.value}-*.parquet"):
+            sequence, action, _ = path.name.split("-", 2)
+            if action in (ADD, REMOVE):
+                found.append(JournalFile(int(sequence), action, path))
+        return sorted(found, key=lambda item: (item.sequence, item.action == REMOVE))
 
     def types(self) -> set[IdentifierType]:
         """Types with confirmed or journaled hashes."""
@@ -90,32 +118,59 @@ class Snapshot:
         return found
 
     def confirmed_sql(self, kind: IdentifierType) -> str:
-        """A DuckDB table expression of one type's confirmed hashes (call after compact)."""
-        path = self.confirmed(kind)
-        if not path.exists():
-            return "(SELECT NULL::VARCHAR AS hash WHERE false)"
-        return f"read_parquet('{path}')"
+        """A DuckDB query of one type's confirmed hashes, each once: base + journal."""
+        return self._confirmed_sql(kind, self._journal(kind))
 
-    def compact(self, kind: IdentifierType, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Fold one type's journal into its confirmed file and clear that journal."""
-        adds, removes = self._journal(ADD, kind), self._journal(REMOVE, kind)
-        if not adds and not removes:
-            return
+    def _confirmed_sql(self, kind: IdentifierType, journal: list[JournalFile]) -> str:
+        path = self.confirmed(kind)
+        base = (
+            f"SELECT hash FROM read_parquet('{path}')"
+            if path.exists()
+            else "SELECT NULL::VARCHAR AS hash WHERE false"
+        )
+        if not journal:
+            return base
+        # Each file's rank is its place in the replay; a hash's last action decides.
+        entries = " UNION ALL ".join(
+            f"SELECT hash, {rank} AS rank, {str(item.action == ADD).lower()} AS present "
+            f"FROM read_parquet('{item.path}')"
+            for rank, item in enumerate(journal)
+        )
+        latest = f"SELECT hash, arg_max(present, rank) AS present FROM ({entries}) GROUP BY hash"
+        return (
+            f"WITH latest AS ({latest}) "
+            f"SELECT hash FROM ({base}) AS base ANTI JOIN latest USING (hash) "
+            "UNION ALL SELECT hash FROM latest WHERE present"
+        )
+
+    def compact(
+        self,
+        kind: IdentifierType,
+        con: duckdb.DuckDBPyConnection | None = None,
+        *,
+        force: bool = False,
+    ) -> bool:
+        """Fold one type's journal into a new base when it has grown (always if ``force``).
+
+        The journal is folded once it holds at least ``COMPACT_SHARE`` of the base's rows
+        or ``COMPACT_FILES`` files, so a run that sends a small difference leaves the
+        base alone. Returns whether a new base was written.
+        """
+        journal = self._journal(kind)
+        if not journal:
+            return False
         target = self.confirmed(kind)
+        if len(journal) == 1 and journal[0].action == ADD and not target.exists():
+            # First acknowledged batch of this type: the journal file is the base.
+            journal[0].path.replace(target)
+            return True
+        if not force and not self._journal_is_large(target, journal):
+            return False
         temporary = self.root / f".confirmed-{kind.value}.{uuid.uuid4().hex}.tmp"
-        if len(adds) == 1 and not removes and not target.exists():
-            # First acknowledged batch of this type: the journal file is the snapshot.
-            Path(adds[0]).replace(target)
-            return
         own = con is None
         con = con or duck.connect()
         try:
-            parts = [f"SELECT hash FROM {self.confirmed_sql(kind)}"]
-            if adds:
-                parts.append(f"SELECT hash FROM read_parquet({adds!r})")
-            query = " UNION ".join(parts)
-            if removes:
-                query = f"({query}) EXCEPT SELECT hash FROM read_parquet({removes!r})"
+            query = self._confirmed_sql(kind, journal)
             con.execute(
                 f"COPY ({query}) TO '{temporary}' (FORMAT parquet, COMPRESSION uncompressed)"
             )
@@ -123,23 +178,34 @@ class Snapshot:
             if own:
                 con.close()
         _fsync_replace(temporary, target)
-        # Only now that the compacted file is in place; re-applying a journal is harmless.
-        for name in adds + removes:
-            Path(name).unlink(missing_ok=True)
+        # Only now that the new base is in place; replaying a journal file again is harmless.
+        for item in journal:
+            item.path.unlink(missing_ok=True)
+        return True
 
-    def compact_all(self) -> None:
+    @staticmethod
+    def _journal_is_large(base: Path, journal: list[JournalFile]) -> bool:
+        if len(journal) >= COMPACT_FILES:
+            return True
+        rows = sum(pq.ParquetFile(item.path).metadata.num_rows for item in journal)
+        base_rows = pq.ParquetFile(base).metadata.num_rows if base.exists() else 0
+        return bool(rows >= COMPACT_SHARE * base_rows)
+
+    def compact_all(self, *, force: bool = False) -> None:
         with duck.connect() as con:
             for kind in self.types():
-                self.compact(kind, con)
+                self.compact(kind, con, force=force)
 
     def counts(self) -> dict[str, int]:
-        """Confirmed identifiers per type (after compaction)."""
-        self.compact_all()
+        """Confirmed identifiers per type."""
         result = {}
-        for kind in sorted(self.types()):
-            path = self.confirmed(kind)
-            if path.exists():
-                result[kind.value] = pq.ParquetFile(path).metadata.num_rows
+        with duck.connect() as con:
+            for kind in sorted(self.types()):
+                (number,) = con.execute(
+                    f"SELECT count(*) FROM ({self.confirmed_sql(kind)})"
+                ).fetchone() or (0,)
+                if number:
+                    result[kind.value] = int(number)
         return result
 
     def reset(self) -> None:

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import hashlib
 
+import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiencesync.identifiers import Normalized, Rejected, hash_batch, normalize
+from audiencesync.identifiers import (
+    HASH_SQL,
+    Normalized,
+    Rejected,
+    hash_batch,
+    normalize,
+    prepare_batch,
+)
 from audiencesync.types import IdentifierType
 
 # No example database: tests must not leave a .hypothesis folder in the working tree.
@@ -91,3 +99,20 @@ def test_batch_equals_scalar(
         else:
             expected.append((None, outcome.reason.value))
     assert list(zip(batch.hashes.to_pylist(), batch.reasons.to_pylist(), strict=True)) == expected
+
+
+@SETTINGS
+@given(kinds, st.lists(values, max_size=30), countries, st.booleans())
+def test_prepared_rows_hash_in_duckdb_to_the_batch_hashes(
+    kind: IdentifierType, batch_values: list[str | None], country: str | None, raw: bool
+) -> None:
+    """What the export engine hashes in its diff query is what hash_batch gives."""
+    batch = hash_batch(kind, batch_values, default_country=country, raw=raw)
+    prepared = prepare_batch(kind, batch_values, default_country=country, raw=raw)
+    rows = prepared.rows  # noqa: F841 - read by name in the query below
+    with duckdb.connect() as con:
+        hashed = [h for (h,) in con.execute(f"SELECT {HASH_SQL} FROM rows").fetchall()]
+    assert hashed == batch.hashes.drop_null().to_pylist()  # same values, same order
+    assert prepared.reasons.to_pylist() == batch.reasons.to_pylist()
+    assert (prepared.accepted, prepared.prehashed) == (batch.accepted, batch.prehashed)
+    assert prepared.rejected == batch.rejected
