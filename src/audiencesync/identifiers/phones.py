@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+import numpy as np
 import phonenumbers
 from phonenumbers import PhoneMetadata
 
@@ -159,7 +160,7 @@ class PrefixTable:
 
 @cache
 def prefix_table() -> PrefixTable:
-    """Built once from :func:`phone_tables` (~0.1 s)."""
+    """Built once from :func:`phone_tables`, with array arithmetic (~10 ms)."""
     tables = phone_tables()
     codes = sorted(tables.possible_lengths)
     possible = [False] * (len(codes) * LENGTH_SLOTS)
@@ -169,21 +170,32 @@ def prefix_table() -> PrefixTable:
         for length in tables.possible_lengths[code]:
             if length < LENGTH_SLOTS and MIN_E164_DIGITS <= len(code) + length <= MAX_E164_DIGITS:
                 possible[slot * LENGTH_SLOTS + length] = True
-    base: list[int | None] = []
-    cut: list[int] = []
-    for prefix in range(10**PREFIX_DIGITS):
-        head = f"{prefix:0{PREFIX_DIGITS}d}"
-        starts = [head[:size] for size in (1, 2, 3) if head[:size] in slot_of]
-        # Codes are prefix-free: at most one starts the digits.
-        start = starts[0] if starts else ""
-        drop = start in tables.trunk_zero and head[len(start)] == "0"
-        if not start or (drop and head[len(start) + 1] == "0"):
-            base.append(None)
-            cut.append(0)
-            continue
-        # to_e164: the national number is what follows the code and the dropped '0'.
-        base.append(slot_of[start] * LENGTH_SLOTS - len(start) - drop)
-        cut.append(len(start) if drop else 0)
+
+    prefixes = np.arange(10**PREFIX_DIGITS)
+    slots = np.full(len(prefixes), -1)
+    sizes = np.zeros(len(prefixes), np.int64)
+    # Codes are prefix-free (and none starts with '0'): at most one starts the digits.
+    for size in (1, 2, 3):
+        lookup = np.full(10**size, -1)
+        for code, slot in slot_of.items():
+            if len(code) == size:
+                lookup[int(code)] = slot
+        found = lookup[prefixes // 10 ** (PREFIX_DIGITS - size)]
+        take = (slots < 0) & (found >= 0)
+        slots[take] = found[take]
+        sizes[take] = size
+    has_code = slots >= 0
+    trunk = np.array([code in tables.trunk_zero for code in codes])
+    after_code = (prefixes // 10 ** (PREFIX_DIGITS - 1 - sizes)) % 10
+    then = (prefixes // 10 ** (PREFIX_DIGITS - 2 - sizes)) % 10
+    drop = has_code & trunk[np.maximum(slots, 0)] & (after_code == 0)
+    # A trunk '0' followed by another '0' is no number.
+    unread = ~has_code | (drop & (then == 0))
+    # to_e164: the national number is what follows the code and the dropped '0'.
+    base: list[int | None] = (slots * LENGTH_SLOTS - sizes - drop).tolist()
+    for index in np.flatnonzero(unread).tolist():
+        base[index] = None
+    cut = np.where(drop & ~unread, sizes, 0).tolist()
     return PrefixTable(base=base, cut=cut, possible=possible)
 
 

@@ -225,59 +225,70 @@ def plan(
     outcome.phase = "planning"
     kinds = sorted(set(current) | (snapshot.types() if run.mirror else set()))
     for kind in kinds:
-        # A connection per type: its memory is returned before the next type is diffed.
         started = time.perf_counter()
-        with duck.connect() as con:
-            snapshot.compact(kind, con)
+        files = _diff(snapshot, kind, current.get(kind), work, run, outcome)
+        outcome.timed("planning", started)
+        for action, path in files:
+            number = pq.ParquetFile(path).metadata.num_rows
+            if number:
+                totals = outcome.planned_adds if action == ADD else outcome.planned_removes
+                totals[kind.value] = number
+                yield action, kind, path
+
+
+def _diff(
+    snapshot: Snapshot,
+    kind: IdentifierType,
+    current: Path | None,
+    work: Path,
+    run: RunInput,
+    outcome: RunOutcome,
+) -> list[tuple[str, Path]]:
+    """One type's removals (mirror) and adds, as Parquet files of hashes.
+
+    The current values are hashed here, inside the query (``HASH_SQL``). A connection
+    per type, closed before its files are sent: its memory is returned first.
+    """
+    mine = (
+        f"SELECT {HASH_SQL} AS hash FROM read_parquet('{current}')"
+        if current is not None
+        else "SELECT NULL::VARCHAR AS hash WHERE false"
+    )
+    with duck.connect() as con:
+        snapshot.compact(kind, con)
+        if not snapshot.holds(kind):
+            sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]  # nothing to diff
+        elif run.full:
             confirmed = snapshot.confirmed_sql(kind)
-            mine = (
-                f"SELECT {HASH_SQL} AS hash FROM read_parquet('{current[kind]}')"
-                if kind in current
-                else "SELECT NULL::VARCHAR AS hash WHERE false"
+            (resent,) = con.execute(
+                f"SELECT count(*) FROM ({mine} INTERSECT {confirmed})"
+            ).fetchone() or (0,)
+            outcome.resent += int(resent)
+            sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]
+            if run.mirror:
+                sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
+        else:
+            # One pass: a full outer join keeps the hashes found on one side only.
+            con.execute(
+                "CREATE TEMP TABLE difference AS "
+                "SELECT mine.hash AS current, confirmed.hash AS confirmed "
+                f"FROM ({mine}) AS mine "
+                f"FULL OUTER JOIN ({snapshot.confirmed_sql(kind)}) AS confirmed "
+                "ON mine.hash = confirmed.hash "
+                "WHERE mine.hash IS NULL OR confirmed.hash IS NULL"
             )
-            if run.full:
-                (resent,) = con.execute(
-                    f"SELECT count(*) FROM ({mine} INTERSECT {confirmed})"
-                ).fetchone() or (0,)
-                outcome.resent += int(resent)
-                sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]
-                if run.mirror:
-                    sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
-            else:
-                # One pass: a full outer join keeps the hashes on one side only.
-                con.execute(
-                    "CREATE TEMP TABLE difference AS "
-                    f"SELECT mine.hash AS current, confirmed.hash AS confirmed "
-                    f"FROM ({mine}) AS mine FULL OUTER JOIN ({confirmed}) AS confirmed "
-                    "ON mine.hash = confirmed.hash "
-                    "WHERE mine.hash IS NULL OR confirmed.hash IS NULL"
-                )
-                sections = [
-                    (
-                        ADD,
-                        "SELECT DISTINCT current AS hash FROM difference WHERE current IS NOT NULL",
-                    )
-                ]
-                if run.mirror:
-                    sections.insert(
-                        0,
-                        (
-                            REMOVE,
-                            "SELECT confirmed AS hash FROM difference WHERE confirmed IS NOT NULL",
-                        ),
-                    )
-            for action, query in sections:
-                path = work / f"{action}-{kind.value}.parquet"
-                con.execute(
-                    f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION uncompressed)"
-                )
-                number = pq.ParquetFile(path).metadata.num_rows
-                outcome.timed("planning", started)
-                started = time.perf_counter()
-                if number:
-                    totals = outcome.planned_adds if action == ADD else outcome.planned_removes
-                    totals[kind.value] = number
-                    yield action, kind, path
+            sections = [
+                (ADD, "SELECT DISTINCT current AS hash FROM difference WHERE current IS NOT NULL")
+            ]
+            if run.mirror:
+                removes = "SELECT confirmed AS hash FROM difference WHERE confirmed IS NOT NULL"
+                sections.insert(0, (REMOVE, removes))
+        files = []
+        for action, query in sections:
+            path = work / f"{action}-{kind.value}.parquet"
+            con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION uncompressed)")
+            files.append((action, path))
+    return files
 
 
 def _batches(

@@ -117,6 +117,10 @@ class Snapshot:
             found.add(IdentifierType(path.stem.split("-")[2]))
         return found
 
+    def holds(self, kind: IdentifierType) -> bool:
+        """Whether anything of this type was ever confirmed (a base or a journal)."""
+        return self.confirmed(kind).exists() or bool(self._journal(kind))
+
     def confirmed_sql(self, kind: IdentifierType) -> str:
         """A DuckDB query of one type's confirmed hashes, each once: base + journal."""
         return self._confirmed_sql(kind, self._journal(kind))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from audiencesync.identifiers import Normalized, check_default_country, normalize
+from audiencesync.identifiers import Normalized, check_default_country, normalize, phones
 from audiencesync.identifiers.phones import phone_tables, to_e164
 from audiencesync.types import IdentifierType
 
@@ -72,3 +72,19 @@ def test_to_e164_is_idempotent_on_examples() -> None:
 def test_check_default_country() -> None:
     assert check_default_country(" gb ") == "GB"
     assert check_default_country("US") == "US"
+
+
+def test_prefix_table_reads_each_prefix_as_to_e164_would() -> None:
+    """The array-built table against a plain reading of every five-digit prefix."""
+    tables = phones.phone_tables()
+    slot_of = {code: slot for slot, code in enumerate(sorted(tables.possible_lengths))}
+    table = phones.prefix_table()
+    for prefix in range(10**phones.PREFIX_DIGITS):
+        head = f"{prefix:0{phones.PREFIX_DIGITS}d}"
+        start = next((head[:size] for size in (1, 2, 3) if head[:size] in slot_of), "")
+        drop = start in tables.trunk_zero and head[len(start)] == "0"
+        if not start or (drop and head[len(start) + 1] == "0"):
+            assert (table.base[prefix], table.cut[prefix]) == (None, 0), head
+            continue
+        base = slot_of[start] * phones.LENGTH_SLOTS - len(start) - drop
+        assert (table.base[prefix], table.cut[prefix]) == (base, len(start) if drop else 0), head
