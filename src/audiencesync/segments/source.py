@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import ibis
+
+# Loaded with this module rather than on a run's first query (a quarter of a second):
+# a worker or a server pays it once, at start.
+import ibis.backends.duckdb
 import ibis.expr.types as ir
 from sqlalchemy import select
 

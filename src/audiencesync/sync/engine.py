@@ -35,10 +35,10 @@ from audiencesync.errors import (
     DestinationError,
     ReauthenticationRequiredError,
 )
-from audiencesync.identifiers import HASH_SQL, PREPARED_SCHEMA, prepare_batch
+from audiencesync.identifiers import HASH_SQL, PREPARED_SCHEMA, PreparedBatch, prepare_batch
 from audiencesync.logs import redact
 from audiencesync.segments.membership import KEY_COLUMN, stream_members
-from audiencesync.sync.snapshot import ADD, REMOVE, Snapshot
+from audiencesync.sync.snapshot import ADD, REMOVE, Snapshot, scratch_parquet
 from audiencesync.types import IdentifierType
 
 log = logging.getLogger(__name__)
@@ -159,19 +159,28 @@ def collect_identifiers(
     fields = list(dict.fromkeys(run.fields.values()))
     paths = {kind: work / f"current-{kind.value}.parquet" for kind in run.fields}
     writers = {
-        kind: pq.ParquetWriter(path, PREPARED_SCHEMA, compression="none")
+        kind: pq.ParquetWriter(**scratch_parquet(path, PREPARED_SCHEMA))
         for kind, path in paths.items()
     }
 
+    def prepare(kind: IdentifierType, values: pa.Array) -> PreparedBatch:
+        return prepare_batch(kind, values, default_country=run.default_country)
+
+    # Arrow's kernels release the GIL: the types of a batch are normalized side by side.
     try:
-        with stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream:
+        with (
+            stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream,
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="normalize") as pool,
+        ):
             for batch in stream:
                 outcome.members += batch.num_rows
                 keys = batch.column(KEY_COLUMN)
-                for kind, name in run.fields.items():
-                    prepared = prepare_batch(
-                        kind, batch.column(name), default_country=run.default_country
-                    )
+                jobs = {
+                    kind: pool.submit(prepare, kind, batch.column(name))
+                    for kind, name in run.fields.items()
+                }
+                for kind, job in jobs.items():
+                    prepared = job.result()
                     outcome.identifiers[kind.value] = (
                         outcome.identifiers.get(kind.value, 0) + prepared.accepted
                     )
@@ -281,7 +290,9 @@ def _diff(
                 (ADD, "SELECT DISTINCT current AS hash FROM difference WHERE current IS NOT NULL")
             ]
             if run.mirror:
-                removes = "SELECT confirmed AS hash FROM difference WHERE confirmed IS NOT NULL"
+                removes = (
+                    "SELECT DISTINCT confirmed AS hash FROM difference WHERE confirmed IS NOT NULL"
+                )
                 sections.insert(0, (REMOVE, removes))
         files = []
         for action, query in sections:

@@ -28,6 +28,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +58,19 @@ class JournalFile:
     sequence: int
     action: str
     path: Path
+
+
+def scratch_parquet(path: Path, schema: pa.Schema) -> dict[str, Any]:
+    """``ParquetWriter`` arguments for files of hashes and identifiers: written to be read
+    once or a few times, so no compression and no dictionaries (random 64-hex hashes do
+    not repeat; building a dictionary of them took most of a write)."""
+    return {
+        "where": path,
+        "schema": schema,
+        "compression": "none",
+        "use_dictionary": False,
+        "write_statistics": False,
+    }
 
 
 def export_dir(home: Path, export_id: int) -> Path:
@@ -96,7 +110,8 @@ class Snapshot:
         name = f"{sequence:08d}-{action}-{kind.value}-{uuid.uuid4().hex[:12]}.parquet"
         target = self.journal / name
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(pa.table({"hash": hashes}, schema=SCHEMA), temporary, compression="none")
+        with pq.ParquetWriter(**scratch_parquet(temporary, SCHEMA)) as writer:
+            writer.write_table(pa.table({"hash": hashes}, schema=SCHEMA))
         _fsync_replace(temporary, target)
 
     def _journal(self, kind: IdentifierType) -> list[JournalFile]:
@@ -122,7 +137,11 @@ class Snapshot:
         return self.confirmed(kind).exists() or bool(self._journal(kind))
 
     def confirmed_sql(self, kind: IdentifierType) -> str:
-        """A DuckDB query of one type's confirmed hashes, each once: base + journal."""
+        """A DuckDB query of one type's confirmed hashes: the base with the journal replayed.
+
+        A hash may appear twice (a ``--full`` run re-sent it before any base existed);
+        readers use set operations, so that is harmless.
+        """
         return self._confirmed_sql(kind, self._journal(kind))
 
     def _confirmed_sql(self, kind: IdentifierType, journal: list[JournalFile]) -> str:
@@ -171,16 +190,24 @@ class Snapshot:
         if not force and not self._journal_is_large(target, journal):
             return False
         temporary = self.root / f".confirmed-{kind.value}.{uuid.uuid4().hex}.tmp"
-        own = con is None
-        con = con or duck.connect()
-        try:
-            query = self._confirmed_sql(kind, journal)
-            con.execute(
-                f"COPY ({query}) TO '{temporary}' (FORMAT parquet, COMPRESSION uncompressed)"
-            )
-        finally:
-            if own:
-                con.close()
+        if target.exists() or any(item.action == REMOVE for item in journal):
+            own = con is None
+            con = con or duck.connect()
+            try:
+                query = self._confirmed_sql(kind, journal)
+                con.execute(
+                    f"COPY ({query}) TO '{temporary}' (FORMAT parquet, COMPRESSION uncompressed)"
+                )
+            finally:
+                if own:
+                    con.close()
+        else:
+            # A first load (adds only, no base): the files one after another, a batch at a
+            # time. A run's adds are distinct and never already confirmed.
+            with pq.ParquetWriter(**scratch_parquet(temporary, SCHEMA)) as writer:
+                for item in journal:
+                    for batch in pq.ParquetFile(item.path).iter_batches(columns=["hash"]):
+                        writer.write_batch(batch)
         _fsync_replace(temporary, target)
         # Only now that the new base is in place; replaying a journal file again is harmless.
         for item in journal:
@@ -206,7 +233,7 @@ class Snapshot:
         with duck.connect() as con:
             for kind in sorted(self.types()):
                 (number,) = con.execute(
-                    f"SELECT count(*) FROM ({self.confirmed_sql(kind)})"
+                    f"SELECT count(DISTINCT hash) FROM ({self.confirmed_sql(kind)})"
                 ).fetchone() or (0,)
                 if number:
                     result[kind.value] = int(number)
