@@ -38,7 +38,7 @@ from audiencesync.errors import (
 from audiencesync.identifiers import HASH_SQL, PREPARED_SCHEMA, PreparedBatch, prepare_batch
 from audiencesync.logs import redact
 from audiencesync.segments.membership import KEY_COLUMN, stream_members
-from audiencesync.sync.snapshot import ADD, REMOVE, Snapshot, scratch_parquet
+from audiencesync.sync.snapshot import ADD, REMOVE, Snapshot, read_batches, scratch_parquet
 from audiencesync.types import IdentifierType
 
 log = logging.getLogger(__name__)
@@ -307,10 +307,9 @@ def _batches(
 ) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
     """Each planned file in batches of at most ``size`` hashes, read with bounded memory."""
     for action, kind, path in files:
-        planned = pq.ParquetFile(path)
-        outcome.batches_total += -(-planned.metadata.num_rows // size)
+        outcome.batches_total += -(-pq.ParquetFile(path).metadata.num_rows // size)
         # Batches span row groups, so each request but the last carries ``size`` hashes.
-        for batch in planned.iter_batches(batch_size=size, columns=["hash"]):
+        for batch in read_batches(path, size):
             yield action, kind, batch.column(0)
 
 

@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,16 @@ def scratch_parquet(path: Path, schema: pa.Schema) -> dict[str, Any]:
         "use_dictionary": False,
         "write_statistics": False,
     }
+
+
+def read_batches(path: Path, size: int = 100_000) -> Iterator[pa.RecordBatch]:
+    """A file of hashes in batches of ``size`` rows (spanning row groups), in bounded memory.
+
+    Arrow's default pre-buffering keeps every column chunk read so far: reading a 10M-row
+    file that way held a gigabyte by its end.
+    """
+    reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    yield from reader.iter_batches(batch_size=size, columns=["hash"])
 
 
 def export_dir(home: Path, export_id: int) -> Path:
@@ -206,7 +217,7 @@ class Snapshot:
             # time. A run's adds are distinct and never already confirmed.
             with pq.ParquetWriter(**scratch_parquet(temporary, SCHEMA)) as writer:
                 for item in journal:
-                    for batch in pq.ParquetFile(item.path).iter_batches(columns=["hash"]):
+                    for batch in read_batches(item.path):
                         writer.write_batch(batch)
         _fsync_replace(temporary, target)
         # Only now that the new base is in place; replaying a journal file again is harmless.
