@@ -1,7 +1,7 @@
 """Client-side rate budgets: at most N requests in any window, per access token.
 
 Snap allows about 10 requests per second per access token. :class:`RequestWindow` keeps
-exactly that rule (never more than ``limit`` requests in any ``window`` seconds) while
+that rule with a margin (never more than 10 requests in any 1.1 seconds) while
 letting a short run of requests go at once: a diff run that sends six batches does not
 wait 0.6 s for a budget it has. :class:`RateBudgets` holds one window per access token,
 since the limit follows the token, not the client object: runs one after another in a
@@ -20,13 +20,18 @@ from collections import deque
 
 from audiencesync.http.clock import Clock
 
+#: Each window is this much longer than ``limit / rate``: a request reaches Snapchat a
+#: little after its slot (a late wake-up, a new connection), and a window filled to the
+#: limit at both edges would then put one request too many into Snap's second.
+WINDOW_MARGIN = 0.1
+
 
 class RequestWindow:
     """At most ``rate`` requests per second: ``limit`` in any ``window`` seconds.
 
     ``limit`` is the whole part of ``rate`` (at least 1) and ``window`` is
-    ``limit / rate``: 10 req/s allows 10 requests in any second, 0.5 req/s one in any
-    two seconds.
+    ``limit / rate`` plus :data:`WINDOW_MARGIN` of it: 10 req/s allows 10 requests in
+    any 1.1 seconds, 0.5 req/s one in any 2.2 seconds.
     """
 
     def __init__(self, rate: float, clock: Clock) -> None:
@@ -34,7 +39,7 @@ class RequestWindow:
             raise ValueError("rate must be positive")
         self._rate = rate
         self._limit = max(1, math.floor(rate))
-        self._window = self._limit / rate
+        self._window = self._limit / rate * (1 + WINDOW_MARGIN)
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[float] = deque(maxlen=self._limit)
@@ -72,8 +77,8 @@ class RequestWindow:
 class RateBudgets:
     """One :class:`RequestWindow` per access token (requests without one share a window).
 
-    Tokens are kept only as SHA-256 digests. Windows idle for longer than their window
-    are dropped, so the table stays as small as the tokens in use.
+    Tokens are kept only as SHA-256 digests. Windows idle for two windows' time are
+    dropped, so the table stays as small as the tokens in use.
     """
 
     def __init__(self, rate: float, clock: Clock) -> None:
@@ -101,7 +106,7 @@ class RateBudgets:
 
     def _forget_idle(self) -> None:
         now = self._clock.monotonic()
-        horizon = max(1.0, 1.0 / self._rate) * 2
+        horizon = max(1.0, 1.0 / self._rate) * (1 + WINDOW_MARGIN) * 2
         for key, window in list(self._windows.items()):
             last = window.idle_since()
             if last is None or now - last > horizon:

@@ -140,6 +140,16 @@ CancelCheck = Callable[[], bool]
 
 
 def _work_dir(snapshot: Snapshot, run_id: int) -> Path:
+    """This run's scratch folder, after sweeping what killed runs left behind.
+
+    Scratch files hold normalized identifiers (personal data): a run removes its own
+    folder when it ends, and one killed before that is swept by the export's next run
+    (one run per export at a time holds the lease).
+    """
+    for leftover in snapshot.root.parent.glob("*/runs/*"):
+        if leftover.name != str(run_id):
+            shutil.rmtree(leftover, ignore_errors=True)
+    snapshot.sweep_temporary_files()
     path = snapshot.root / "runs" / str(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -269,13 +279,16 @@ def _diff(
             sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]  # nothing to diff
         elif run.full:
             confirmed = snapshot.confirmed_sql(kind)
+            # Each side in parentheses: the confirmed query may start with WITH and
+            # holds a UNION ALL, which INTERSECT / EXCEPT would otherwise bind into.
             (resent,) = con.execute(
-                f"SELECT count(*) FROM ({mine} INTERSECT {confirmed})"
+                f"SELECT count(*) FROM (({mine}) INTERSECT (SELECT hash FROM ({confirmed})))"
             ).fetchone() or (0,)
             outcome.resent += int(resent)
             sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]
             if run.mirror:
-                sections.insert(0, (REMOVE, f"{confirmed} EXCEPT {mine}"))
+                removes = f"(SELECT hash FROM ({confirmed})) EXCEPT ({mine})"
+                sections.insert(0, (REMOVE, removes))
         else:
             # One pass: a full outer join keeps the hashes found on one side only.
             con.execute(

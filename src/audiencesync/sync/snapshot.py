@@ -250,6 +250,11 @@ class Snapshot:
                     result[kind.value] = int(number)
         return result
 
+    def sweep_temporary_files(self) -> None:
+        """Delete half-written files a killed process left (never renamed into place)."""
+        for leftover in [*self.root.glob(".*.tmp"), *self.journal.glob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)
+
     def reset(self) -> None:
         """Forget everything confirmed (after the audience was emptied)."""
         for path in [*self.root.glob("confirmed-*.parquet"), *self.journal.glob("*.parquet")]:

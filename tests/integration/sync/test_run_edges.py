@@ -13,10 +13,16 @@ from audiencesync.control.permissions import Actor
 from audiencesync.control.sync_models import Connection, Run
 from audiencesync.emulator.testing import EmulatorHandle
 from audiencesync.errors import ConflictError
+from audiencesync.identifiers import hash_batch
+from audiencesync.profiles import store
+from audiencesync.profiles.synthetic import write_profiles
+from audiencesync.segments import service as segments
+from audiencesync.segments.rules import parse_rules
 from audiencesync.sync import connections, exports, runs
 from audiencesync.sync.destinations import open_destination
 from audiencesync.sync.exports import HIDDEN_CONNECTION, ExportSpec
 from audiencesync.sync.snapshot import Snapshot
+from audiencesync.types import IdentifierType
 from tests.snap_helpers import connect, load_profiles
 
 EMAIL = "EMAIL_SHA256"
@@ -162,3 +168,62 @@ def test_the_audit_log_shows_connections_as_name_and_type_only_to_non_admins(
             assert entry.after is None
     admin_view = audit.list_entries(ctx, admin, target="connection:Private")
     assert admin_view[0].after is not None
+
+
+def _load_synthetic(ctx: Context, admin: Actor, path: Path, churn_from: int = 0) -> set[str]:
+    """200 synthetic profiles as the 'customers' dataset; returns the expected email hashes."""
+    source = write_profiles(path, 200, churn_from=churn_from)
+    if churn_from:
+        store.refresh(ctx, admin, "customers")
+    else:
+        store.import_file(ctx, admin, source, key="customer_id", name="customers")
+        segments.create_segment(
+            ctx, admin, "all", dataset="customers",
+            rules=parse_rules({"field": "customer_id", "op": "is not null"}),
+        )  # fmt: skip
+    emails = store.sample(ctx, admin, "customers", limit=10**9).column("email")
+    hashed = hash_batch(IdentifierType.EMAIL, emails.combine_chunks().cast("string"))
+    return set(hashed.hashes.drop_null().to_pylist())
+
+
+def test_a_full_run_after_a_small_diff_resends_everything_and_removes_exactly(
+    ctx: Context, admin: Actor, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    connect(ctx, admin, "Snap")
+    _load_synthetic(ctx, admin, tmp_path / "customers.parquet")
+    audience = str(emulator.create_segment_directly("Everyone")["id"])
+    exports.add_export(
+        ctx, admin,
+        ExportSpec(name="main", connection="Snap", segments=("all",), email_field="email",
+                   audience_id=audience),
+    )  # fmt: skip
+    runs.run_now(ctx, admin, "main")
+    before = _load_synthetic(ctx, admin, tmp_path / "customers.parquet", churn_from=2)
+    runs.run_now(ctx, admin, "main")  # a 1% diff: its journal stays unfolded
+    snapshot = Snapshot(ctx.home, 1, audience)
+    assert list(snapshot.journal.glob("*.parquet")), "the diff's journal was folded"
+    expected = _load_synthetic(ctx, admin, tmp_path / "customers.parquet", churn_from=6)
+    assert before - expected, "the data change drops some emails"
+    view = runs.run_now(ctx, admin, "main", full=True)
+    assert view.status == "succeeded", view.errors
+    assert view.counts["added"] == {"email": len(expected)}
+    assert view.counts["resent"] == len(expected & before)
+    assert view.counts["removed"] == {"email": len(before - expected)}
+    assert emulator.members(audience, EMAIL) == expected
+    assert snapshot.counts() == {"email": len(expected)}
+
+
+def test_a_run_sweeps_what_a_killed_run_left_behind(
+    ctx: Context, admin: Actor, audience: str
+) -> None:
+    snapshot = Snapshot(ctx.home, 1, audience)
+    killed = snapshot.root / "runs" / "999"
+    killed.mkdir(parents=True)
+    (killed / "current-email.parquet").write_text("normalized identifiers")
+    half_written = snapshot.journal / ".00000001-add-email-x.parquet.abc.tmp"
+    half_written.write_text("half a batch")
+    view = runs.run_now(ctx, admin, "main")
+    assert view.status == "succeeded"
+    assert not killed.exists()
+    assert not half_written.exists()
+    assert list((snapshot.root / "runs").iterdir()) == []  # its own folder is gone too
