@@ -94,17 +94,21 @@ def test_sigkill_at_random_points_then_rerun_is_exact(
             # Change the data half way: removals must be exact too.
             write_profiles(source, PROFILES, churn_from=PROFILES // 3)
             store.refresh(ctx, admin, "customers")
-    assert kills >= 4
+    assert kills >= 4, f"only {kills} of 8 runs were still running when killed"
     final = subprocess.run(
         [sys.executable, "-m", "audiencesync", "exports", "run", "main"],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert final.returncode == 0, final.stdout + final.stderr
     emails = expected(ctx, admin, IdentifierType.EMAIL, "email")
-    assert emulator.members(audience, "EMAIL_SHA256") == emails
+    members = emulator.members(audience, "EMAIL_SHA256")
+    assert members == emails, (
+        f"{len(emails - members)} missing and {len(members - emails)} extra at Snapchat; "
+        f"runs: {[(r.id, r.status, r.errors) for r in runs.list_runs(ctx, admin, limit=50)]}"
+    )
     assert len(emails) > PROFILES // 2
     statuses = {r.status for r in runs.list_runs(ctx, admin, limit=50)}
-    assert "interrupted" in statuses
+    assert "interrupted" in statuses, statuses
     counts = Snapshot(ctx.home, 1, audience).counts()
     assert counts["email"] == len(emails)
     assert counts["phone"] == len(emulator.members(audience, "PHONE_SHA256"))
