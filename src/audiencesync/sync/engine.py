@@ -176,29 +176,39 @@ def collect_identifiers(
     def prepare(kind: IdentifierType, values: pa.Array) -> PreparedBatch:
         return prepare_batch(kind, values, default_country=run.default_country)
 
-    # Arrow's kernels release the GIL: the types of a batch are normalized side by side.
+    def take(batch: pa.RecordBatch, jobs: dict[IdentifierType, Future[PreparedBatch]]) -> None:
+        keys = batch.column(KEY_COLUMN)
+        for kind, job in jobs.items():
+            prepared = job.result()
+            outcome.identifiers[kind.value] = (
+                outcome.identifiers.get(kind.value, 0) + prepared.accepted
+            )
+            if prepared.rejected:
+                _count_rejects(outcome, kind, keys, prepared.reasons, prepared.rejected)
+            if prepared.accepted:
+                writers[kind].write_table(prepared.rows)
+        report(outcome)
+
+    # Arrow's kernels release the GIL: the types of a batch are normalized side by side
+    # in two threads, while this thread reads the next batch of members.
     try:
         with (
             stream_members(ctx, run.segments, fields, batch_rows=MEMBER_BATCH_ROWS) as stream,
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="normalize") as pool,
         ):
+            pending: tuple[pa.RecordBatch, dict[IdentifierType, Future[PreparedBatch]]] | None
+            pending = None
             for batch in stream:
                 outcome.members += batch.num_rows
-                keys = batch.column(KEY_COLUMN)
                 jobs = {
                     kind: pool.submit(prepare, kind, batch.column(name))
                     for kind, name in run.fields.items()
                 }
-                for kind, job in jobs.items():
-                    prepared = job.result()
-                    outcome.identifiers[kind.value] = (
-                        outcome.identifiers.get(kind.value, 0) + prepared.accepted
-                    )
-                    if prepared.rejected:
-                        _count_rejects(outcome, kind, keys, prepared.reasons, prepared.rejected)
-                    if prepared.accepted:
-                        writers[kind].write_table(prepared.rows)
-                report(outcome)
+                if pending is not None:
+                    take(*pending)
+                pending = (batch, jobs)
+            if pending is not None:
+                take(*pending)
     finally:
         for writer in writers.values():
             writer.close()
