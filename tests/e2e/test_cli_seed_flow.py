@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def test_connection_and_exports_as_a_new_user_would(
     assert ran.code == 0, ran.output
     assert "succeeded" in ran.stdout
     assert "not_an_email 1" in ran.stdout
+    assert re.search(r"time: members and hashing \d+\.\d\ds, planning", ran.stdout)
     assert len(emulator.members(audience, "EMAIL_SHA256")) == 1
 
     wrong = run_cli("exports", "add", "x", "--connection", "Snapchat", "--audience-id", "12345",

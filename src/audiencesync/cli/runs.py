@@ -43,6 +43,11 @@ def summary_lines(view: RunView) -> list[str]:
                 + (f"; re-sent {c['resent']:,}" if c.get("resent") else "")
                 + (f"; not sent {c['failed']:,}" if c.get("failed") else "")
             )
+    if c.get("seconds"):
+        phases = ", ".join(
+            f"{name.replace('_', ' ')} {sec:.2f}s" for name, sec in c["seconds"].items()
+        )
+        lines.append(f"  time: {phases}")
     if view.audience:
         a = view.audience
         lines.append(
