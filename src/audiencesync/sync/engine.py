@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,15 @@ class RunOutcome:
     #: Wall seconds per phase ("planning" overlaps "sending": types are diffed while sent).
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def timed(self, phase: str, started: float) -> None:
-        """Add the time since ``started`` (``time.perf_counter()``) to ``phase``."""
-        elapsed = time.perf_counter() - started
-        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 3)
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to ``phase``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 3)
 
     @property
     def to_send(self) -> int:
@@ -137,22 +143,6 @@ class RunOutcome:
 
 Reporter = Callable[[RunOutcome], None]
 CancelCheck = Callable[[], bool]
-
-
-def _work_dir(snapshot: Snapshot, run_id: int) -> Path:
-    """This run's scratch folder, after sweeping what killed runs left behind.
-
-    Scratch files hold normalized identifiers (personal data): a run removes its own
-    folder when it ends, and one killed before that is swept by the export's next run
-    (one run per export at a time holds the lease).
-    """
-    for leftover in snapshot.root.parent.glob("*/runs/*"):
-        if leftover.name != str(run_id):
-            shutil.rmtree(leftover, ignore_errors=True)
-    snapshot.sweep_temporary_files()
-    path = snapshot.root / "runs" / str(run_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def collect_identifiers(
@@ -236,7 +226,8 @@ def _count_rejects(
         samples.extend([redact(str(key)), kind.value] for key in picked.to_pylist())
 
 
-PlannedFile = tuple[str, IdentifierType, Path]
+PlannedFile = tuple[str, IdentifierType, Path, int]
+"""(action, identifier type, file of hashes, how many)"""
 
 
 def plan(
@@ -254,15 +245,14 @@ def plan(
     outcome.phase = "planning"
     kinds = sorted(set(current) | (snapshot.types() if run.mirror else set()))
     for kind in kinds:
-        started = time.perf_counter()
-        files = _diff(snapshot, kind, current.get(kind), work, run, outcome)
-        outcome.timed("planning", started)
+        with outcome.timing("planning"):
+            files = _diff(snapshot, kind, current.get(kind), work, run, outcome)
         for action, path in files:
             number = pq.ParquetFile(path).metadata.num_rows
             if number:
                 totals = outcome.planned_adds if action == ADD else outcome.planned_removes
                 totals[kind.value] = number
-                yield action, kind, path
+                yield action, kind, path, number
 
 
 def _diff(
@@ -285,10 +275,10 @@ def _diff(
     )
     with duck.connect() as con:
         snapshot.compact(kind, con)
-        if not snapshot.holds(kind):
+        confirmed = snapshot.confirmed_sql(kind)
+        if confirmed is None:
             sections = [(ADD, f"SELECT DISTINCT hash FROM ({mine})")]  # nothing to diff
         elif run.full:
-            confirmed = snapshot.confirmed_sql(kind)
             # Each side in parentheses: the confirmed query may start with WITH and
             # holds a UNION ALL, which INTERSECT / EXCEPT would otherwise bind into.
             (resent,) = con.execute(
@@ -304,8 +294,7 @@ def _diff(
             con.execute(
                 "CREATE TEMP TABLE difference AS "
                 "SELECT mine.hash AS current, confirmed.hash AS confirmed "
-                f"FROM ({mine}) AS mine "
-                f"FULL OUTER JOIN ({snapshot.confirmed_sql(kind)}) AS confirmed "
+                f"FROM ({mine}) AS mine FULL OUTER JOIN ({confirmed}) AS confirmed "
                 "ON mine.hash = confirmed.hash "
                 "WHERE mine.hash IS NULL OR confirmed.hash IS NULL"
             )
@@ -329,8 +318,8 @@ def _batches(
     files: Iterator[PlannedFile], outcome: RunOutcome, size: int
 ) -> Iterator[tuple[str, IdentifierType, pa.Array]]:
     """Each planned file in batches of at most ``size`` hashes, read with bounded memory."""
-    for action, kind, path in files:
-        outcome.batches_total += -(-pq.ParquetFile(path).metadata.num_rows // size)
+    for action, kind, path, number in files:
+        outcome.batches_total += -(-number // size)
         # Batches span row groups, so each request but the last carries ``size`` hashes.
         for batch in read_batches(path, size):
             yield action, kind, batch.column(0)
@@ -419,7 +408,7 @@ def execute(
     """Do one run; every failure ends up as plain words in ``outcome.errors``."""
     outcome = RunOutcome()
     snapshot = Snapshot(ctx.home, run.export_id, run.audience_id)
-    work = _work_dir(snapshot, run_id)
+    work = snapshot.scratch(run_id)
     started = time.perf_counter()
     try:
         if snapshot.clear_pending() and destination is not None:
@@ -429,39 +418,35 @@ def execute(
             destination.clear(run.audience_id)
             snapshot.reset()
             snapshot.clear_done()
-        phase_started = time.perf_counter()
-        current = collect_identifiers(ctx, run, work, outcome, report)
-        outcome.timed("members_and_hashing", phase_started)
+        with outcome.timing("members_and_hashing"):
+            current = collect_identifiers(ctx, run, work, outcome, report)
         files = plan(snapshot, current, work, run, outcome)
         if run.dry_run or destination is None:
             for _ in files:
                 report(outcome)
             outcome.phase = "planned"
             return outcome
-        phase_started = time.perf_counter()
-        push(
-            destination, snapshot, run, files, outcome,
-            concurrency=concurrency, report=report, cancelled=cancelled,
-        )  # fmt: skip
-        outcome.timed("sending", phase_started)
-        phase_started = time.perf_counter()
-        snapshot.compact_all()
-        outcome.timed("confirming", phase_started)
+        with outcome.timing("sending"):
+            push(
+                destination, snapshot, run, files, outcome,
+                concurrency=concurrency, report=report, cancelled=cancelled,
+            )  # fmt: skip
+        with outcome.timing("confirming"):
+            snapshot.compact_all()
         if not outcome.fatal:
-            phase_started = time.perf_counter()
-            outcome.phase = "reading back the audience"
-            report(outcome)
-            try:
-                audience = destination.describe_audience(run.audience_id)
-                outcome.audience = {
-                    "approximate_number_users": audience.approximate_number_users,
-                    "upload_status": audience.upload_status,
-                    "targetable_status": audience.targetable_status,
-                    "status": audience.status,
-                }
-            except AudiencesyncError as error:
-                outcome.errors.append(f"the audience could not be read back: {error.message}")
-            outcome.timed("reading_back", phase_started)
+            with outcome.timing("reading_back"):
+                outcome.phase = "reading back the audience"
+                report(outcome)
+                try:
+                    audience = destination.describe_audience(run.audience_id)
+                    outcome.audience = {
+                        "approximate_number_users": audience.approximate_number_users,
+                        "upload_status": audience.upload_status,
+                        "targetable_status": audience.targetable_status,
+                        "status": audience.status,
+                    }
+                except AudiencesyncError as error:
+                    outcome.errors.append(f"the audience could not be read back: {error.message}")
         outcome.phase = "done"
         return outcome
     except AudiencesyncError as error:

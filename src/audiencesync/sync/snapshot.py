@@ -54,11 +54,18 @@ COMPACT_FILES = 64
 
 @dataclass(frozen=True, slots=True)
 class JournalFile:
-    """One acknowledged batch: its place in the replay, its action and its file."""
+    """One acknowledged batch: its place in the replay, its action, type and file."""
 
     sequence: int
     action: str
+    kind: IdentifierType
     path: Path
+
+    @classmethod
+    def parse(cls, path: Path) -> JournalFile:
+        """Read ``<sequence>-<action>-<type>-<random>.parquet`` (what :meth:`record` writes)."""
+        sequence, action, kind, _ = path.name.split("-", 3)
+        return cls(int(sequence), action, IdentifierType(kind), path)
 
 
 def scratch_parquet(path: Path, schema: pa.Schema) -> dict[str, Any]:
@@ -103,8 +110,7 @@ class Snapshot:
         self.root = export_dir(home, export_id) / "audiences" / audience_id
         self.journal = self.root / "journal"
         self.journal.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name.split("-", 1)[0]) for p in self.journal.glob("*.parquet")]
-        self._sequence = max(numbers, default=0)
+        self._sequence = max((item.sequence for item in self._journal_files()), default=0)
         self._lock = threading.Lock()
 
     def confirmed(self, kind: IdentifierType) -> Path:
@@ -125,13 +131,12 @@ class Snapshot:
             writer.write_table(pa.table({"hash": hashes}, schema=SCHEMA))
         _fsync_replace(temporary, target)
 
+    def _journal_files(self) -> list[JournalFile]:
+        return [JournalFile.parse(path) for path in self.journal.glob("*.parquet")]
+
     def _journal(self, kind: IdentifierType) -> list[JournalFile]:
         """One type's journal files, in the order they are replayed."""
-        found = []
-        for path in self.journal.glob(f"*-{kind.value}-*.parquet"):
-            sequence, action, _ = path.name.split("-", 2)
-            if action in (ADD, REMOVE):
-                found.append(JournalFile(int(sequence), action, path))
+        found = [item for item in self._journal_files() if item.kind is kind]
         return sorted(found, key=lambda item: (item.sequence, item.action == REMOVE))
 
     def types(self) -> set[IdentifierType]:
@@ -139,21 +144,19 @@ class Snapshot:
         found = {
             IdentifierType(p.stem.split("-", 1)[1]) for p in self.root.glob("confirmed-*.parquet")
         }
-        for path in self.journal.glob("*.parquet"):
-            found.add(IdentifierType(path.stem.split("-")[2]))
-        return found
+        return found | {item.kind for item in self._journal_files()}
 
-    def holds(self, kind: IdentifierType) -> bool:
-        """Whether anything of this type was ever confirmed (a base or a journal)."""
-        return self.confirmed(kind).exists() or bool(self._journal(kind))
-
-    def confirmed_sql(self, kind: IdentifierType) -> str:
-        """A DuckDB query of one type's confirmed hashes: the base with the journal replayed.
+    def confirmed_sql(self, kind: IdentifierType) -> str | None:
+        """A DuckDB query of one type's confirmed hashes: the base with the journal replayed,
+        or None when nothing of this type was ever confirmed.
 
         A hash may appear twice (a ``--full`` run re-sent it before any base existed);
         readers use set operations, so that is harmless.
         """
-        return self._confirmed_sql(kind, self._journal(kind))
+        journal = self._journal(kind)
+        if not journal and not self.confirmed(kind).exists():
+            return None
+        return self._confirmed_sql(kind, journal)
 
     def _confirmed_sql(self, kind: IdentifierType, journal: list[JournalFile]) -> str:
         path = self.confirmed(kind)
@@ -243,17 +246,31 @@ class Snapshot:
         result = {}
         with duck.connect() as con:
             for kind in sorted(self.types()):
+                query = self.confirmed_sql(kind)
+                if query is None:
+                    continue
                 (number,) = con.execute(
-                    f"SELECT count(DISTINCT hash) FROM ({self.confirmed_sql(kind)})"
+                    f"SELECT count(DISTINCT hash) FROM ({query})"
                 ).fetchone() or (0,)
                 if number:
                     result[kind.value] = int(number)
         return result
 
-    def sweep_temporary_files(self) -> None:
-        """Delete half-written files a killed process left (never renamed into place)."""
+    def scratch(self, run_id: int) -> Path:
+        """A run's scratch folder, after sweeping what killed runs left behind.
+
+        Scratch files hold normalized identifiers (personal data): a run removes its own
+        folder when it ends, and one killed before that is swept by the export's next run
+        (one run per export at a time holds the lease), with any half-written file.
+        """
+        for leftover in self.root.parent.glob("*/runs/*"):
+            if leftover.name != str(run_id):
+                shutil.rmtree(leftover, ignore_errors=True)
         for leftover in [*self.root.glob(".*.tmp"), *self.journal.glob(".*.tmp")]:
             leftover.unlink(missing_ok=True)
+        path = self.root / "runs" / str(run_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def reset(self) -> None:
         """Forget everything confirmed (after the audience was emptied)."""

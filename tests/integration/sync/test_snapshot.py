@@ -24,8 +24,11 @@ def hashes(*labels: str) -> pa.Array:
 
 
 def confirmed(snapshot: Snapshot, kind: IdentifierType = EMAIL) -> list[str]:
+    query = snapshot.confirmed_sql(kind)
+    if query is None:
+        return []
     with duck.connect() as con:
-        rows = con.execute(f"SELECT hash FROM ({snapshot.confirmed_sql(kind)})").fetchall()
+        rows = con.execute(f"SELECT hash FROM ({query})").fetchall()
     values = [value for (value,) in rows]
     assert len(values) == len(set(values)), "each confirmed hash appears once"
     return sorted(values)
