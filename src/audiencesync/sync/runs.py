@@ -537,6 +537,10 @@ def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: boo
         snapshot.clear_done()
     except AudiencesyncError as error:
         errors.append(error.message)
+    except Exception as error:
+        # Recorded as failed (never as succeeded), then raised: a defect, not a user error.
+        errors.append(f"unexpected error: {type(error).__name__}")
+        raise
     finally:
         if destination is not None:
             destination.close()

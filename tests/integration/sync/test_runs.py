@@ -15,6 +15,7 @@ from audiencesync.identifiers import hash_value
 from audiencesync.profiles import store
 from audiencesync.sync import connections, exports, runs
 from audiencesync.sync.exports import ExportSpec
+from audiencesync.sync.snapshot import Snapshot
 from audiencesync.types import IdentifierType
 from tests.snap_helpers import connect, load_profiles
 
@@ -186,6 +187,31 @@ def test_clear_empties_the_audience_and_resets_the_snapshot(
     runs.clear_audience(ctx, admin, "main", confirm=True)
     assert emulator.members(audience, EMAIL) == set()
     view = runs.run_now(ctx, admin, "main")
+    assert view.counts["added"] == {"email": 3, "phone": 3}
+
+
+def test_a_clear_that_breaks_unexpectedly_is_recorded_as_failed(
+    ctx: Context,
+    admin: Actor,
+    emulator: EmulatorHandle,
+    audience: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs.run_now(ctx, admin, "main")
+
+    def disk_error(self: Snapshot) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Snapshot, "reset", disk_error)
+    with pytest.raises(OSError, match="disk full"):
+        runs.clear_audience(ctx, admin, "main", confirm=True)
+    (last, *_) = runs.list_runs(ctx, admin, limit=1)
+    assert last.status == "failed"
+    assert list(last.errors) == ["unexpected error: OSError"]
+    monkeypatch.undo()
+    # The marker makes the next run finish the clear, then send everyone again.
+    view = runs.run_now(ctx, admin, "main")
+    assert view.status == "succeeded"
     assert view.counts["added"] == {"email": 3, "phone": 3}
 
 
