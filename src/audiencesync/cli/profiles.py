@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from audiencesync.cli.common import actor, console, opened
-from audiencesync.errors import UserInputError
 from audiencesync.profiles import linked, store
 from audiencesync.profiles.formats import parse_format
 
@@ -38,12 +37,7 @@ def import_(
     ] = "error",
 ) -> None:
     """Import a file as a profile dataset, replacing its previous version atomically."""
-    try:
-        policy = store.OnDuplicateKey(on_duplicate_key.lower())
-    except ValueError:
-        raise UserInputError(
-            f"unknown --on-duplicate-key {on_duplicate_key!r}: use error, first or last."
-        ) from None
+    policy = store.parse_on_duplicate_key(on_duplicate_key)
     if delimiter == "\\t":
         delimiter = "\t"
     with opened() as ctx:

@@ -58,6 +58,15 @@ class OnDuplicateKey(StrEnum):
     LAST = "last"
 
 
+def parse_on_duplicate_key(value: str) -> OnDuplicateKey:
+    """The duplicate-key policy named by ``value``, or a UserInputError listing them."""
+    try:
+        return OnDuplicateKey(value.strip().lower())
+    except ValueError:
+        names = ", ".join(p.value for p in OnDuplicateKey)
+        raise UserInputError(f"unknown on_duplicate_key {value!r}: use one of {names}.") from None
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

@@ -307,6 +307,21 @@ def _apply(
     connection = _usable_connection(session, actor, spec.connection)
     segments, dataset = _segments(session, spec.segments)
     validation = _check_fields(ctx, spec, dataset)
+    if not spec.create_audience:
+        # Before asking Snapchat: a new audience is never another export's.
+        assert spec.audience_id is not None
+        other = session.scalar(
+            select(Export.name).where(
+                Export.audience_id == spec.audience_id,
+                Export.id != (row.id if row is not None else -1),
+            )
+        )
+        if other is not None:
+            raise ConflictError(
+                f"Snapchat audience {spec.audience_id} is already the audience of export "
+                f"{other!r}: give each export its own audience (two mirror exports would "
+                "remove each other's members), or pass --create-audience."
+            )
     destination = open_destination(ctx, connection)
     try:
         if spec.create_audience:
@@ -337,17 +352,6 @@ def _apply(
             _check_audience(audience, connection, spec.audience_id)
     finally:
         destination.close()
-    other = session.scalar(
-        select(Export.name).where(
-            Export.audience_id == audience.id, Export.id != (row.id if row is not None else -1)
-        )
-    )
-    if other is not None:
-        raise ConflictError(
-            f"Snapchat audience {audience.id} is already the audience of export {other!r}: "
-            "give each export its own audience (two mirror exports would remove each "
-            "other's members), or pass --create-audience."
-        )
     if row is None:
         row = Export(name=spec.name, created_by=actor.name, created_at=utcnow())
         session.add(row)

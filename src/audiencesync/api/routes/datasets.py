@@ -21,7 +21,6 @@ from audiencesync.api.models import (
 )
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
-from audiencesync.errors import UserInputError
 from audiencesync.profiles import linked, store
 from audiencesync.profiles.formats import FileFormat, parse_format
 from audiencesync.profiles.store import DatasetView, OnDuplicateKey
@@ -37,20 +36,11 @@ def rows_of(table: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return list(table.column_names), list(table.to_pylist())
 
 
-def parse_on_duplicate_key(value: str) -> OnDuplicateKey:
-    """The duplicate-key policy named by ``value``, or a UserInputError listing them."""
-    try:
-        return OnDuplicateKey(value.strip().lower())
-    except ValueError:
-        names = ", ".join(p.value for p in OnDuplicateKey)
-        raise UserInputError(f"unknown on_duplicate_key {value!r}: use one of {names}.") from None
-
-
 def save_upload(ctx: Context, actor: Actor, upload: UploadedFile) -> Path:
     """Keep an uploaded file under the home folder, where a refresh can read it again."""
     require(actor, Action.EDIT_DATASETS)
     name = _UNSAFE.sub("_", Path(upload.filename or "upload.csv").name).strip("._") or "upload"
-    folder = ctx.home / "uploads" / secrets.token_hex(8)
+    folder = ctx.home / store.UPLOADS / secrets.token_hex(8)
     folder.mkdir(parents=True, exist_ok=False)
     target = folder / name
     with target.open("wb") as handle:
@@ -77,7 +67,7 @@ def import_upload(
     """
     require(actor, Action.EDIT_DATASETS)
     fmt = parse_format(file_format) if file_format else None
-    policy = parse_on_duplicate_key(on_duplicate_key)
+    policy = store.parse_on_duplicate_key(on_duplicate_key)
     path = save_upload(ctx, actor, upload)
     try:
         return store.import_file(

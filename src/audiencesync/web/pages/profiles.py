@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from audiencesync.api.routes.datasets import import_upload, parse_on_duplicate_key, rows_of
+from audiencesync.api.routes.datasets import import_upload, rows_of
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.profiles.formats import parse_format
@@ -47,11 +47,11 @@ def import_dataset(request: Request, page: Form) -> Response:
                 on_duplicate_key=page.text("on_duplicate_key") or "error",
             )  # fmt: skip
         elif path:
+            policy = store.parse_on_duplicate_key(page.text("on_duplicate_key") or "error")
             view = store.import_file(
                 page.ctx, page.actor, Path(path), key=key, name=name,
                 file_format=parse_format(file_format) if file_format else None,
-                delimiter=page.optional("delimiter"),
-                on_duplicate_key=parse_on_duplicate_key(page.text("on_duplicate_key") or "error"),
+                delimiter=page.optional("delimiter"), on_duplicate_key=policy,
             )  # fmt: skip
         else:
             raise UserInputError("choose a file to upload, or give the path of one on the server.")
