@@ -232,29 +232,6 @@ def end_session(ctx: Context, cookie: str) -> None:
         session.execute(delete(WebSession).where(WebSession.id_hash == digest(cookie)))
 
 
-def revoke_access(
-    ctx: Context, user_name: str, *, keep_session: str | None = None, keep_token: str | None = None
-) -> None:
-    """After a password change: end the user's sessions and revoke their API tokens.
-
-    ``keep_session`` and ``keep_token`` are the SHA-256 of the session or token the change
-    was made with (a user changing their own password stays signed in there); an
-    administrator's reset of another user's password keeps nothing.
-    """
-    with ctx.db.session() as session:
-        user_id = session.scalar(select(User.id).where(User.name == user_name))
-        if user_id is None:
-            return
-        sessions = delete(WebSession).where(WebSession.user_id == user_id)
-        if keep_session is not None:
-            sessions = sessions.where(WebSession.id_hash != keep_session)
-        tokens = delete(ApiToken).where(ApiToken.user_id == user_id)
-        if keep_token is not None:
-            tokens = tokens.where(ApiToken.token_hash != keep_token)
-        session.execute(sessions)
-        session.execute(tokens)
-
-
 def check_current_password(ctx: Context, actor: Actor, password: str, *, address: str) -> None:
     """Before a user changes their own password: is this their current one?
 

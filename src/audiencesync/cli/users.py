@@ -98,11 +98,7 @@ def set_password(name: str, password_stdin: PasswordStdin = False) -> None:
         password = read_password(
             from_stdin=password_stdin, env_var=None, prompt=f"New password for {name}"
         )
-        service.set_password(ctx, who, name, password)
-        # As in the UI and API: a new password ends the user's web sessions and API tokens.
-        from audiencesync.api.auth import revoke_access  # the web stack loads only here
-
-        revoke_access(ctx, name)
+        service.set_password(ctx, who, name, password)  # ends their sessions and tokens
     console.print(f"Password of {name} changed; their web sessions and API tokens are revoked.")
 
 

@@ -8,13 +8,14 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from audiencesync.control import audit
 from audiencesync.control.context import Context
 from audiencesync.control.models import Role, User
 from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.control.web_models import ApiToken, WebSession
 from audiencesync.errors import (
     ConflictError,
     NotFoundError,
@@ -181,12 +182,33 @@ def authenticate(ctx: Context, name: str, password: str) -> Actor:
         return _actor(user)
 
 
-def set_password(ctx: Context, actor: Actor, name: str, password: str) -> None:
-    """Change a password: your own, or anyone's as an administrator."""
+def set_password(
+    ctx: Context,
+    actor: Actor,
+    name: str,
+    password: str,
+    *,
+    keep_session: str | None = None,
+    keep_token: str | None = None,
+) -> None:
+    """Change a password: your own, or anyone's as an administrator.
+
+    In the same transaction the user's web sessions end and their API tokens are revoked,
+    except ``keep_session`` / ``keep_token`` (the SHA-256 of the session or token a user
+    changed their own password with, so they stay signed in there).
+    """
     if name != actor.name:
         require(actor, Action.MANAGE_USERS)
     _check_password(password)
     with ctx.db.session() as session:
         user = _get(session, name)
         user.password_hash = _hasher.hash(password)
+        sessions = delete(WebSession).where(WebSession.user_id == user.id)
+        if keep_session is not None:
+            sessions = sessions.where(WebSession.id_hash != keep_session)
+        tokens = delete(ApiToken).where(ApiToken.user_id == user.id)
+        if keep_token is not None:
+            tokens = tokens.where(ApiToken.token_hash != keep_token)
+        session.execute(sessions)
+        session.execute(tokens)
         audit.record(session, actor, "user.set_password", f"user:{name}")

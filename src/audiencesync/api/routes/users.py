@@ -56,12 +56,12 @@ def update_user(
             auth.check_current_password(
                 ctx, actor, body.current_password, address=client_address(request)
             )
-            users.set_password(ctx, actor, name, body.password)
             keep = principal.session.id_hash if principal.session is not None else None
-            auth.revoke_access(ctx, name, keep_session=keep, keep_token=principal.token_hash)
+            users.set_password(
+                ctx, actor, name, body.password, keep_session=keep, keep_token=principal.token_hash
+            )
         else:
             users.set_password(ctx, actor, name, body.password)
-            auth.revoke_access(ctx, name)
     if body.role is not None:
         return UserPublic.of(users.set_role(ctx, actor, name, body.role))
     return _find(ctx, actor, name)

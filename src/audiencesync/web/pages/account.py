@@ -50,10 +50,12 @@ def change_password(request: Request, page: Form) -> Response:
             page.ctx, page.actor, current if isinstance(current, str) else "",
             address=client_address(request),
         )  # fmt: skip
-        users.set_password(page.ctx, page.actor, page.actor.name, str(password or ""))
+        users.set_password(
+            page.ctx, page.actor, page.actor.name, str(password or ""),
+            keep_session=page.session.id_hash,
+        )  # fmt: skip
     except AudiencesyncError as error:
         return _account(request, page, error=error.message, status=error.http_status)
-    auth.revoke_access(page.ctx, page.actor.name, keep_session=page.session.id_hash)
     page.flash(
         "Your password was changed: your other sessions were signed out and your API tokens "
         "revoked."

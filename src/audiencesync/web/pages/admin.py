@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from audiencesync.api import auth
 from audiencesync.control import audit, users
 from audiencesync.control.models import Role
 from audiencesync.errors import AudiencesyncError, UserInputError
@@ -66,7 +65,6 @@ def set_password(request: Request, page: Form, name: str) -> Response:
         users.set_password(page.ctx, page.actor, name, page.text("password"))
     except AudiencesyncError as error:
         return _users(request, page, error=error.message, status=error.http_status)
-    auth.revoke_access(page.ctx, name)
     page.flash(
         f"The password of {name} was changed; their sessions were signed out and their API "
         "tokens revoked."
