@@ -356,26 +356,26 @@ def execute_claimed(
         beat.join()
         if destination is not None:
             destination.close()
+    return _finish(
+        ctx, run_id,
+        status=outcome.status(), finished_at=now(), counts=outcome.counts(),
+        progress=outcome.progress(), reject_samples=outcome.reject_samples,
+        audience=outcome.audience, errors=outcome.errors,
+    )  # fmt: skip
+
+
+def _finish(ctx: Context, run_id: int, **values: Any) -> RunView:
+    """Write a run's end (``values``) if it is still running, and free its export's lease.
+
+    Only a run still ours is finished here; a lost lease leaves it to its successor.
+    """
     with ctx.db.session() as session:
-        # Only a run still ours is finished here; a lost lease leaves it to its successor.
-        session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == RUNNING)
-            .values(
-                status=outcome.status(),
-                finished_at=now(),
-                counts=outcome.counts(),
-                progress=outcome.progress(),
-                reject_samples=outcome.reject_samples,
-                audience=outcome.audience,
-                errors=outcome.errors,
-            )
-        )
-        lease = session.get(ExportLease, export_id)
-        if lease is not None and lease.run_id == run_id:
-            session.delete(lease)
+        session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(**values))
         run = session.get(Run, run_id)
         assert run is not None
+        lease = session.get(ExportLease, run.export_id)
+        if lease is not None and lease.run_id == run_id:
+            session.delete(lease)
         session.refresh(run)
         return _view(session, run)
 
@@ -544,22 +544,9 @@ def clear_audience(ctx: Context, actor: Actor, export_name: str, *, confirm: boo
     finally:
         if destination is not None:
             destination.close()
-        with ctx.db.session() as session:
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id, Run.status == RUNNING)
-                .values(
-                    status="failed" if errors else "succeeded",
-                    finished_at=utcnow(),
-                    errors=errors,
-                    counts={"cleared": not errors},
-                )
-            )
-            run = session.get(Run, run_id)
-            assert run is not None
-            lease = session.get(ExportLease, run.export_id)
-            if lease is not None and lease.run_id == run_id:
-                session.delete(lease)
-            session.refresh(run)
-            view = _view(session, run)
+        view = _finish(
+            ctx, run_id,
+            status="failed" if errors else "succeeded", finished_at=utcnow(), errors=errors,
+            counts={"cleared": not errors},
+        )  # fmt: skip
     return view
