@@ -91,7 +91,8 @@ def may_use(actor: Actor, connection: Connection) -> bool:
     return actor.role is Role.CONTRIBUTOR and connection.shared_with_contributors
 
 
-def _visible(actor: Actor, connection: Connection) -> bool:
+def visible(actor: Actor, connection: Connection) -> bool:
+    """Whether ``actor`` may know ``connection`` exists (contributors: shared ones only)."""
     if actor.role is Role.CONTRIBUTOR:
         return connection.shared_with_contributors
     return True
@@ -310,14 +311,14 @@ def list_connections(ctx: Context, actor: Actor) -> list[ConnectionView]:
     require(actor, Action.READ)
     with ctx.db.session() as session:
         rows = session.scalars(select(Connection).order_by(Connection.name))
-        return [_view(session, actor, r) for r in rows if _visible(actor, r)]
+        return [_view(session, actor, r) for r in rows if visible(actor, r)]
 
 
 def get_connection(ctx: Context, actor: Actor, name: str) -> ConnectionView:
     require(actor, Action.READ)
     with ctx.db.session() as session:
         row = get_row(session, name)
-        if not _visible(actor, row):
+        if not visible(actor, row):
             raise NotFoundError(
                 f"there is no connection named {name!r}: see `audiencesync connections list`."
             )

@@ -36,7 +36,7 @@ from audiencesync.errors import (
 from audiencesync.identifiers import RejectReason, hash_batch
 from audiencesync.profiles.store import closest
 from audiencesync.segments.source import open_source
-from audiencesync.sync.connections import may_use
+from audiencesync.sync.connections import may_use, visible
 from audiencesync.sync.destinations import NEEDS_REAUTH, open_destination
 from audiencesync.types import IdentifierType
 
@@ -421,11 +421,7 @@ def _view(session: Session, row: Export, actor: Actor) -> ExportView:
     next_at = None
     if row.enabled and connection is not None:
         next_at = next_run_at(row.schedule, row.timezone, utcnow())
-    hidden = (
-        connection is not None
-        and actor.role is Role.CONTRIBUTOR
-        and not connection.shared_with_contributors
-    )
+    hidden = connection is not None and not visible(actor, connection)
     return ExportView(
         name=row.name,
         connection=(
