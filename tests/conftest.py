@@ -16,6 +16,7 @@ from audiencesync.control.db import Database
 from audiencesync.control.models import Role
 from audiencesync.control.permissions import Actor
 from audiencesync.settings import Settings
+from tests.s3_server import S3Server, running_s3
 
 POSTGRES_URL = os.environ.get("AUDIENCESYNC_TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("AUDIENCESYNC_TEST_REQUIRE_POSTGRES") == "1"
@@ -50,6 +51,20 @@ def postgres_schema_url() -> Iterator[str]:
         with engine.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server, once per session (skips with a reason without moto)."""
+    with running_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_settings(s3_server: S3Server) -> dict[str, str]:
+    """Settings fields for a fresh prefix of the test bucket (the credentials are in the
+    environment while the server runs)."""
+    return {"storage_url": s3_server.url(), "storage_endpoint_url": s3_server.endpoint}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,9 +1,11 @@
-"""In-process DuckDB connections with a bounded memory budget.
+"""In-process DuckDB connections with a memory budget and threads sized to the machine.
 
 DuckDB's default budget is 80% of the machine's memory, and its allocator keeps what it
 took; the server, the scheduler and every run share one box, so each connection here gets
-``AUDIENCESYNC_DUCKDB_MEMORY_LIMIT`` and spills larger joins and sorts to a temporary
-folder instead.
+a share of the machine's memory (``MEMORY_SHARE`` of it, between ``MIN_MEMORY_MB`` and
+``MAX_MEMORY_MB``) and as many threads as this process may use cores, and spills larger
+joins and sorts to a temporary folder beyond that. ``AUDIENCESYNC_DUCKDB_MEMORY_LIMIT``
+(such as ``512MB`` or ``2GB``) and ``AUDIENCESYNC_DUCKDB_THREADS`` override them.
 """
 
 from __future__ import annotations
@@ -12,18 +14,48 @@ import os
 from typing import Any
 
 import duckdb
+import psutil
 
-DEFAULT_MEMORY_LIMIT = "256MB"
+from audiencesync.errors import UserInputError
+
+#: The share of the machine's memory one connection may use.
+MEMORY_SHARE = 1 / 16
+MIN_MEMORY_MB = 256
+MAX_MEMORY_MB = 1024
 
 
 def memory_limit() -> str:
-    """The per-connection budget (``AUDIENCESYNC_DUCKDB_MEMORY_LIMIT``, default 256MB)."""
-    return os.environ.get("AUDIENCESYNC_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+    """The per-connection budget: the setting, else a share of the machine's memory."""
+    configured = os.environ.get("AUDIENCESYNC_DUCKDB_MEMORY_LIMIT", "").strip()
+    if configured:
+        return configured
+    total_mb = psutil.virtual_memory().total // 2**20
+    share = int(total_mb * MEMORY_SHARE)
+    return f"{max(MIN_MEMORY_MB, min(MAX_MEMORY_MB, share))}MB"
+
+
+def threads() -> int:
+    """DuckDB's threads: the setting, else the cores this process may run on."""
+    configured = os.environ.get("AUDIENCESYNC_DUCKDB_THREADS", "").strip()
+    if configured:
+        try:
+            number = int(configured)
+        except ValueError:
+            number = 0
+        if number >= 1:
+            return number
+        raise UserInputError(
+            f"AUDIENCESYNC_DUCKDB_THREADS must be a whole number of at least 1, not {configured!r}."
+        )
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def config(**extra: Any) -> dict[str, Any]:
-    """DuckDB configuration with the memory budget, plus ``extra`` settings."""
-    return {"memory_limit": memory_limit(), **extra}
+    """DuckDB configuration with the memory budget and threads, plus ``extra`` settings."""
+    return {"memory_limit": memory_limit(), "threads": threads(), **extra}
 
 
 def quiet(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

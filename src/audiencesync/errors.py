@@ -1,12 +1,35 @@
 """The one error tree of audiencesync.
 
 Every error a user can cause or meet carries ``message``: one plain sentence that says
-what happened and what to do. ``retryable`` tells the caller (the sync loader, the HTTP
-client, the scheduler) whether trying again can help. Interfaces (CLI, API, UI) show
-``message`` and never a traceback for these errors.
+what happened and what to do, in words of no particular interface (never a command-line
+flag or command, never a button). What the sentence concerns travels beside it as data:
+
+- ``field``: the input at fault, by its name in the service's spec (``email_field``,
+  ``segments``, ``audience_id``, ``name``...). The CLI renders it as its flag, the API as
+  the body field, the UI shows the message next to that form field.
+- ``fix``: the action that helps (:class:`Fix`: ``reauthenticate`` connection X,
+  ``cancel_run`` 12, ``list`` segments...). The CLI renders it as a command, the API and
+  UI as the page or button that does it (``audiencesync.wording``).
+
+``retryable`` tells the caller (the sync loader, the HTTP client, the scheduler) whether
+trying again can help. Interfaces (CLI, API, UI) never show a traceback for these errors.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """An action that fixes an error, as data (each interface words it its own way).
+
+    ``kind`` is one of :data:`audiencesync.wording.FIX_KINDS`; ``target`` the named thing
+    it acts on (a connection or export name, a run id, what to list).
+    """
+
+    kind: str
+    target: str | None = None
 
 
 class AudiencesyncError(Exception):
@@ -17,9 +40,18 @@ class AudiencesyncError(Exception):
     exit_code: int = 1
     http_status: int = 400
 
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        field: str | None = None,
+        fix: Fix | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
+        self.fix = fix
         if retryable is not None:
             self.retryable = retryable
 
@@ -48,6 +80,14 @@ class ConflictError(AudiencesyncError):
     http_status = 409
 
 
+class ActiveRunError(ConflictError):
+    """The export already has a queued or running run; ``run_id`` is that run."""
+
+    def __init__(self, message: str, *, run_id: int) -> None:
+        super().__init__(message, fix=Fix("cancel_run", str(run_id)))
+        self.run_id = run_id
+
+
 class PermissionDeniedError(AudiencesyncError):
     """The acting user's role does not allow the action."""
 
@@ -59,6 +99,29 @@ class NotSetUpError(AudiencesyncError):
     """The home folder or control database is missing or not initialised."""
 
     exit_code = 6
+    http_status = 503
+
+
+class DatabaseUnavailableError(AudiencesyncError):
+    """The control database cannot be reached or written (down, moved, disk full).
+
+    Retrying once it answers again can help; the message never holds the URL's secrets.
+    """
+
+    retryable = True
+    exit_code = 10
+    http_status = 503
+
+
+class DiskFullError(AudiencesyncError):
+    """A write to the home folder (an import's files) found its disk full.
+
+    Nothing was changed; retrying once there is space helps. Same exit code and status as
+    an unreachable control database: the storage, not the input, is what failed.
+    """
+
+    retryable = True
+    exit_code = 10
     http_status = 503
 
 
@@ -87,8 +150,10 @@ class DestinationError(AudiencesyncError):
         status: int | None = None,
         error_code: str | None = None,
         request_id: str | None = None,
+        field: str | None = None,
+        fix: Fix | None = None,
     ) -> None:
-        super().__init__(message, retryable=retryable)
+        super().__init__(message, retryable=retryable, field=field, fix=fix)
         self.status = status
         self.error_code = error_code
         self.request_id = request_id

@@ -18,6 +18,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="control database URL")
     secret_key: SecretStr | None = Field(default=None, description="key that encrypts secrets")
     user: str | None = Field(default=None, description="user the CLI acts as")
+    #: shared storage for datasets, uploads, snapshots and journals (storage.py): the
+    #: home folder when unset, another folder, or ``s3://bucket/prefix``.
+    storage_url: str | None = Field(default=None, description="shared storage")
+    #: the S3-compatible server of an ``s3://`` storage URL (AWS when unset).
+    storage_endpoint_url: str | None = None
+    #: the bucket's region (else AWS_REGION / AWS_DEFAULT_REGION / Arrow's default).
+    storage_region: str | None = None
 
     snapchat_api_url: str = "https://adsapi.snapchat.com"
     snapchat_auth_url: str = "https://accounts.snapchat.com"
@@ -43,7 +50,46 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100_000, ge=1, le=100_000)
     run_lease_seconds: float = 300.0
 
+    # Alert delivery: attempts per channel, the wait before the first retry (doubling
+    # after each), and the connect/read timeout of one attempt.
+    alert_attempts: int = Field(default=3, ge=1, le=10)
+    alert_retry_seconds: float = Field(default=2.0, ge=0.0, le=600.0)
+    alert_timeout_seconds: float = Field(default=10.0, gt=0.0, le=120.0)
+
     log_level: str = "WARNING"
+
+    # Retention (docs/privacy.md): reject samples (profile keys) kept on run records, and
+    # uploaded files no dataset uses any more.
+    reject_sample_retention_days: int = Field(default=30, ge=0, le=3650)
+    upload_retention_hours: float = Field(default=24.0, ge=0.0, le=24.0 * 3650)
+
+    # Spark sources (docs/sources.md). ``spark://local`` is a local session over this
+    # warehouse folder: every Parquet table folder in it is a table, in every process.
+    spark_warehouse: Path | None = None
+    #: the Spark master of ``spark://local`` sessions.
+    spark_master: str = "local[*]"
+    #: folder Spark writes members' Parquet to for the engine to read (default: the
+    #: home's ``scratch/spark``); for ``sc://`` servers it must be shared with the server.
+    spark_exchange: Path | None = None
+
+    # Hostile-input bounds (docs/sources.md, README "Settings").
+    #: folders (separated by ':') the server may import profile files from by path; none
+    #: by default, so the API and web UI take uploads only. The CLI reads any local path.
+    import_folders: str = ""
+    #: addresses (or networks, separated by ',') of reverse proxies whose X-Forwarded-For
+    #: is believed; none by default, so the peer address is the client.
+    trusted_proxies: str = ""
+    #: largest request body the API and web UI read, except file uploads.
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    #: largest file upload (multipart body), AUDIENCESYNC_MAX_UPLOAD_BYTES: 512 MiB by
+    #: default; larger profile files are imported with the CLI or from an import folder.
+    max_upload_bytes: int = Field(default=512 << 20, ge=1024)
+
+    @property
+    def import_folder_paths(self) -> list[Path]:
+        """The import folders, resolved; empty when none are set."""
+        parts = [p.strip() for p in self.import_folders.split(":")]
+        return [Path(p).expanduser().resolve() for p in parts if p]
 
     @cached_property
     def resolved_home(self) -> Path:

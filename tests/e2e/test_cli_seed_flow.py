@@ -135,7 +135,9 @@ def test_connection_and_exports_as_a_new_user_would(
                     "--email-field", "email", "--segment", "gb", home=home, env=env)  # fmt: skip
     assert wrong.code == 2
     assert wrong.stderr.startswith("error: Snapchat has no audience 12345")
-    missing = run_cli("exports", "add", "x", "--connection", "Snapchat", "--audience-id", audience,
+    # A list no export uses yet, so the column mistake is what the save stops on.
+    spare = str(emulator.create_segment_directly("Spare list")["id"])
+    missing = run_cli("exports", "add", "x", "--connection", "Snapchat", "--audience-id", spare,
                       "--email-field", "mail", "--segment", "gb", home=home, env=env)  # fmt: skip
     assert "is not a column of dataset 'customers'" in missing.stderr
     assert "Traceback" not in wrong.output + missing.output

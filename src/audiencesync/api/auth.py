@@ -8,6 +8,7 @@ for the "Save" step of a new connection are encrypted with the home's key.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -254,6 +255,42 @@ def check_current_password(ctx: Context, actor: Actor, password: str, *, address
 # --- sign-in throttle ---------------------------------------------------------------
 
 
+def parse_trusted_proxies(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """AUDIENCESYNC_TRUSTED_PROXIES (addresses or networks, ','-separated) as networks."""
+    networks = []
+    for part in (p.strip() for p in setting.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise UserInputError(
+                f"AUDIENCESYNC_TRUSTED_PROXIES holds {part!r}, which is not an address or a "
+                "network such as 10.0.0.0/8: fix the setting."
+            ) from None
+    return networks
+
+
+def _trusted(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def forwarded_client(peer: str, forwarded_for: str | None, trusted_proxies: str) -> str:
+    """The client address the throttle counts: the peer, unless the peer is a trusted
+    proxy; then the right-most X-Forwarded-For address that is not a trusted proxy."""
+    networks = parse_trusted_proxies(trusted_proxies)
+    if not forwarded_for or not networks or not _trusted(peer, networks):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not _trusted(hop, networks):
+            return hop
+    return peer
+
+
 def _upsert(session: Session, key: str, now: datetime) -> tuple[int, datetime, datetime | None]:
     """Count one attempt on ``key`` in one statement (insert, or add one): its row after.
 
@@ -463,6 +500,20 @@ def pending_tokens(ctx: Context, actor: Actor, state: str, *, channel: Channel) 
         return TokenSet.from_dict(json.loads(ctx.secrets.decrypt(row.tokens_encrypted)))
 
 
+def keep_pending_tokens(ctx: Context, state: str, tokens: TokenSet, *, channel: Channel) -> None:
+    """Replace a finished sign-in's kept tokens (rotated by a refresh before the save)."""
+    with ctx.db.session() as session:
+        session.execute(
+            update(PendingAuthorization)
+            .where(
+                PendingAuthorization.state_hash == digest(state),
+                PendingAuthorization.channel == channel,
+                PendingAuthorization.tokens_encrypted.is_not(None),
+            )
+            .values(tokens_encrypted=ctx.secrets.encrypt(json.dumps(tokens.to_dict())))
+        )
+
+
 def discard(ctx: Context, state: str, *, channel: Channel) -> None:
     """Forget a sign-in started in ``channel`` (used up, or abandoned)."""
     with ctx.db.session() as session:
@@ -472,6 +523,23 @@ def discard(ctx: Context, state: str, *, channel: Channel) -> None:
                 PendingAuthorization.channel == channel,
             )
         )
+
+
+def cancel_unfinished(ctx: Context, state: str, *, channel: Channel) -> bool:
+    """Forget a sign-in that has not come back with tokens (Snapchat said no).
+
+    The anonymous callback uses this: a denial can end only a sign-in still waiting, never
+    one whose tokens are kept for the save step. Returns whether one was cancelled.
+    """
+    with ctx.db.session() as session:
+        result = session.execute(
+            delete(PendingAuthorization).where(
+                PendingAuthorization.state_hash == digest(state),
+                PendingAuthorization.channel == channel,
+                PendingAuthorization.tokens_encrypted.is_(None),
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
 
 
 def tokens_ready(ctx: Context, state: str, *, channel: Channel) -> bool:

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Literal, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from audiencesync.api.auth import (
@@ -14,6 +14,7 @@ from audiencesync.api.auth import (
     SessionInfo,
     actor_for_token,
     digest,
+    forwarded_client,
     load_session,
 )
 from audiencesync.control.context import Context
@@ -23,6 +24,12 @@ from audiencesync.errors import PermissionDeniedError
 SESSION_COOKIE = "audiencesync_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The largest id a record can have: ids are INTEGER columns (32 bits on PostgreSQL),
+#: and a larger number in a path answered 500 (schemathesis found it: SQLite beyond 64
+#: bits, PostgreSQL beyond 32).
+MAX_ID = 2**31 - 1
+#: A record's id in a path (a run, a token): 1 to MAX_ID, else 422 with one sentence.
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]
 #: declares the bearer scheme in OpenAPI (Swagger's "Authorize"); the header is read below.
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -85,8 +92,14 @@ def find_principal(request: Request) -> Principal | None:
 
 
 def client_address(request: Request) -> str:
-    """The address the sign-in throttle counts attempts of this request under."""
-    return request.client.host if request.client else "unknown"
+    """The address the sign-in throttle counts attempts of this request under: the peer,
+    or what a proxy listed in AUDIENCESYNC_TRUSTED_PROXIES forwarded (X-Forwarded-For)."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = get_context(request).settings.trusted_proxies
+    # Several X-Forwarded-For lines are one list, in order (RFC 9110 5.3): the first line
+    # is the client's own, so reading only it would let the client choose its address.
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+    return forwarded_client(peer, forwarded, trusted)
 
 
 def api_principal(

@@ -11,10 +11,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from audiencesync.api.auth import NotSignedInError
-from audiencesync.errors import AudiencesyncError
+from audiencesync.errors import ActiveRunError, AudiencesyncError, DatabaseUnavailableError
+from audiencesync.wording import fix_data, for_web
 
 log = logging.getLogger(__name__)
 
+#: what a 503 for an unreachable control database asks clients to wait.
+RETRY_AFTER_SECONDS = 5
 UNEXPECTED = "an unexpected error happened on the server: see its log, then retry or report it."
 
 
@@ -27,9 +30,24 @@ def json_error(status: int, detail: str, headers: dict[str, str] | None = None) 
 
 
 def from_service(error: AudiencesyncError) -> JSONResponse:
-    """A service error as its status and message."""
+    """A service error as its status and message, with the field at fault and the fix.
+
+    ``detail`` is the sentence in the web's words (fields, pages, buttons: never a
+    command-line flag); ``field`` names the body field at fault, ``fix`` the action that
+    helps (``{"kind", "target", "words"}``), both only when the error has them.
+    """
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, NotSignedInError) else None
-    return json_error(error.http_status, error.message, headers)
+    if isinstance(error, DatabaseUnavailableError):
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    body: dict[str, Any] = {"detail": for_web(error)}
+    if error.field is not None:
+        body["field"] = error.field
+    if error.fix is not None:
+        body["fix"] = fix_data(error.fix)
+    if isinstance(error, ActiveRunError):
+        # The run already holding the export, so a client can follow it instead.
+        body["run"] = error.run_id
+    return JSONResponse(body, status_code=error.http_status, headers=headers)
 
 
 def _where(location: Sequence[Any]) -> str:
@@ -68,5 +86,10 @@ def from_http(error: HTTPException) -> JSONResponse:
 
 
 def unexpected(error: Exception) -> JSONResponse:
+    """A 500, except for a service error that escaped the handlers (a middleware's)."""
+    if isinstance(error, AudiencesyncError):
+        if isinstance(error, DatabaseUnavailableError):
+            log.warning("answered 503: %s", error.message)
+        return from_service(error)
     log.error("unexpected error: %s", type(error).__name__, exc_info=error)
     return json_error(500, UNEXPECTED)

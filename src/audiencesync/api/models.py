@@ -16,7 +16,9 @@ from audiencesync.api.auth import TokenView
 from audiencesync.control.audit import AuditView
 from audiencesync.control.models import Role
 from audiencesync.control.users import UserView
+from audiencesync.profiles.sources import SourceView
 from audiencesync.profiles.store import DatasetView
+from audiencesync.profiles.unify.service import Explanation, UnificationView
 from audiencesync.segments.rules import dump_rules
 from audiencesync.segments.service import (
     CountResult,
@@ -24,6 +26,9 @@ from audiencesync.segments.service import (
     ExplainNode,
     SegmentView,
 )
+from audiencesync.sync.alerts import ChannelView, DeliveryView
+from audiencesync.sync.audience import ReadingView
+from audiencesync.sync.choices import AudienceChoice
 from audiencesync.sync.connections import ConnectionView
 from audiencesync.sync.exports import ExportView
 from audiencesync.sync.runs import RunView
@@ -139,6 +144,95 @@ class DatasetPublic(_Out):
         )
 
 
+class UnificationPublic(_Out):
+    """A unification: its sources (``DATASET:KEY`` in priority order), rules and the
+    figures of its latest refresh (docs/unification.md, "Figures")."""
+
+    name: str
+    sources: list[str]
+    rules: dict[str, Any]
+    version: int
+    stats: dict[str, Any]
+    refreshed_at: datetime | None
+    created_by: str
+    updated_by: str
+
+    @classmethod
+    def of(cls, view: UnificationView) -> UnificationPublic:
+        return cls(
+            name=view.name,
+            sources=[f"{s.dataset}:{s.key}" for s in view.sources],
+            rules=view.rules,
+            version=view.version,
+            stats=view.stats,
+            refreshed_at=view.refreshed_at,
+            created_by=view.created_by,
+            updated_by=view.updated_by,
+        )
+
+
+class UnificationCreate(_In):
+    name: str
+    sources: list[str] = Field(
+        min_length=1, max_length=20, description="DATASET:KEY, highest priority first"
+    )
+    rules: Any = Field(default=None, description="the rules as JSON (docs/unification.md)")
+    rules_text: str | None = Field(default=None, description="or the rules as YAML/JSON text")
+
+
+class SourceRecordPublic(_Out):
+    dataset: str
+    key: str
+    joined_by: str | None
+    fields: dict[str, Any]
+
+
+class SharedKeyPublic(_Out):
+    rule: str
+    records: list[str]
+    shared_by: int
+    refused: bool
+    kept_apart: bool = Field(
+        default=False,
+        description="shared with records of other profiles: their group was above the "
+        "cluster size limit, so its records were kept apart",
+    )
+
+
+class UnifiedExplanationPublic(_Out):
+    name: str
+    unified_id: int
+    record_count: int
+    records: list[SourceRecordPublic]
+    links: list[SharedKeyPublic]
+    history: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, found: Explanation) -> UnifiedExplanationPublic:
+        return cls(
+            name=found.name,
+            unified_id=found.unified_id,
+            record_count=found.record_count,
+            records=[
+                SourceRecordPublic(
+                    dataset=r.dataset, key=r.key, joined_by=r.joined_by, fields=r.fields
+                )
+                for r in found.records
+            ],
+            links=[
+                SharedKeyPublic(
+                    rule=link.rule,
+                    records=[f"{d}:{k}" for d, k in link.records],
+                    shared_by=link.shared_by,
+                    refused=link.refused,
+                    kept_apart=link.kept_apart,
+                )
+                for link in found.links
+            ],
+            history=list(found.history),
+        )
+
+
 class DatasetImport(_In):
     path: str = Field(description="a CSV, Parquet or JSON file the server can read")
     key: str = Field(description="the column that identifies a profile")
@@ -151,9 +245,37 @@ class DatasetImport(_In):
 
 class DatasetLink(_In):
     name: str
-    url: str = Field(description="database URL, e.g. postgresql://user@host/db")
+    source: str = Field(description="a source an administrator added (GET /sources)")
     table: str
     key: str
+
+
+class SourceCreate(_In):
+    name: str
+    url: str = Field(
+        description="database URL, e.g. postgresql://user:password@host/db; stored "
+        "encrypted and never shown back"
+    )
+
+
+class SourcePublic(_Out):
+    name: str
+    backend: str
+    location: str = Field(description="host[:port]/database or file path; no user, no password")
+    created_at: datetime | None
+    created_by: str | None
+    datasets: list[str]
+
+    @classmethod
+    def of(cls, view: SourceView) -> SourcePublic:
+        return cls(
+            name=view.name,
+            backend=view.backend,
+            location=view.location,
+            created_at=view.created_at,
+            created_by=view.created_by,
+            datasets=list(view.datasets),
+        )
 
 
 class Sample(_Out):
@@ -378,6 +500,28 @@ class ConnectionRemoved(_Out):
 # --- exports ------------------------------------------------------------------------
 
 
+class AudienceChoicePublic(_Out):
+    """A customer-list audience a connection can fill (``GET /connections/{name}/audiences``)."""
+
+    id: str
+    name: str
+    ad_account_id: str
+    ad_account_name: str
+    approximate_number_users: int | None
+    used_by: str | None = Field(description="the export already filling it; null when free")
+
+    @classmethod
+    def of(cls, choice: AudienceChoice) -> AudienceChoicePublic:
+        return cls(
+            id=choice.id,
+            name=choice.name,
+            ad_account_id=choice.ad_account_id,
+            ad_account_name=choice.ad_account_name,
+            approximate_number_users=choice.approximate_number_users,
+            used_by=choice.used_by,
+        )
+
+
 class ExportPublic(_Out):
     name: str
     state: str
@@ -402,10 +546,68 @@ class ExportPublic(_Out):
     validation: dict[str, Any]
     last_run_status: str | None
     last_run_at: datetime | None
-    next_run_at: datetime | None
+    next_run_at: datetime | None = Field(
+        description="when the export runs next: its own schedule's next time, or the system "
+        "refresh's for exports that follow it; null when it does not run on a schedule"
+    )
+    schedule_words: str = Field(
+        description="when it runs, in words: 'off: the system refresh is off', "
+        "'daily at 03:00 Europe/London, next 2026-12-02 03:00 UTC'..."
+    )
+    identifiers_held: int | None = Field(
+        description="identifiers confirmed in the audience (counted from the snapshot); "
+        "null when not known (see identifiers_held_unknown)"
+    )
+    identifiers_held_unknown: str | None = Field(
+        default=None, description="why identifiers_held is null, in plain words"
+    )
+    identifiers_held_at_reading: int | None = Field(
+        default=None, description="identifiers held at the latest reading (its match rate's)"
+    )
+    approximate_number_users: int | None = Field(
+        description="matched users Snapchat reported at the latest reading, once it "
+        "completed; null while pending (see approximate_number_users_pending)"
+    )
+    approximate_number_users_pending: bool = Field(
+        default=False,
+        description="the matched size is pending: Snapchat is still matching, the reading "
+        "failed, or the latest reading is older than an emptying (clear or replace) still "
+        "in progress",
+    )
+    upload_status: str | None = Field(
+        description="at the latest reading (null when it is older than an emptying in progress)"
+    )
+    targetable_status: str | None = Field(description="at the latest reading (as upload_status)")
+    match_rate: float | None = Field(
+        description="matched users / identifiers held at that reading, of a completed "
+        "latest reading (null while Snapchat is still matching or when held was not known)"
+    )
+    audience_read_at: datetime | None = Field(description="when the audience was last read")
+    next_audience_reading_at: datetime | None
+    drift: dict[str, Any] | None = Field(
+        description="set when the audience may have drifted: the rule, a sentence, the figures"
+    )
+    max_removal_share: float = Field(
+        description="a mirror run removing more than this share of the identifiers held "
+        "waits for approval (as does one whose segments became empty)"
+    )
+    alert_channels: list[str] = Field(default_factory=list)
+    alert_events: list[str] = Field(default_factory=list)
+    alert_reject_share: float | None = None
+    consent_field: str | None = Field(
+        default=None,
+        description="field holding each profile's consent; only profiles with consent are "
+        "sent, the others are removed (docs/privacy.md)",
+    )
+    consent_values: list[str] | None = Field(
+        default=None,
+        description="values of the consent field meaning consent (any case); empty: the "
+        "field is true/false",
+    )
 
     @classmethod
     def of(cls, view: ExportView) -> ExportPublic:
+        a = view.audience
         return cls(
             name=view.name,
             state=view.state,
@@ -431,7 +633,53 @@ class ExportPublic(_Out):
             last_run_status=view.last_run_status,
             last_run_at=view.last_run_at,
             next_run_at=view.next_run_at,
+            schedule_words=view.schedule_words,
+            identifiers_held=a.identifiers_held if a else None,
+            identifiers_held_unknown=(a.held_unknown if a else None)
+            if not (a and a.identifiers_held is not None)
+            else None,
+            identifiers_held_at_reading=(a.reported.identifiers_held if a and a.reported else None),
+            approximate_number_users=a.approximate_number_users if a else None,
+            approximate_number_users_pending=a.pending if a else False,
+            upload_status=a.upload_status if a else None,
+            targetable_status=a.targetable_status if a else None,
+            match_rate=a.match_rate if a else None,
+            audience_read_at=a.read_at if a else None,
+            next_audience_reading_at=a.next_reading_at if a else None,
+            drift=a.drift if a else None,
+            max_removal_share=view.max_removal_share,
+            alert_channels=list(view.alerts.channels),
+            alert_events=list(view.alerts.events),
+            alert_reject_share=view.alerts.reject_share_threshold,
+            consent_field=view.consent_field,
+            consent_values=list(view.consent_values),
         )
+
+
+_ALERT_CHANNELS = "alert channels (names from /alerts/channels); [] for none"
+_ALERT_EVENTS = "events to alert (see /alerts/events); omitted: all, or unchanged"
+_ALERT_SHARE = "rejected share of identifier values (0..1) that raises reject_share"
+
+
+class ReadingPublic(_Out):
+    """One reading of an export's audience at Snapchat."""
+
+    id: int
+    run_id: int | None
+    read_at: datetime
+    trigger: str
+    approximate_number_users: int | None
+    upload_status: str | None
+    targetable_status: str | None
+    identifiers_held: int | None
+    match_rate: float | None
+    error: str | None
+    drifted: bool
+
+    @classmethod
+    def of(cls, view: ReadingView) -> ReadingPublic:
+        # The view's fields and its match_rate property, by name.
+        return cls.model_validate(view, from_attributes=True)
 
 
 class ExportCreate(_In):
@@ -445,12 +693,29 @@ class ExportCreate(_In):
     audience_id: str | None = None
     create_audience: bool = False
     audience_name: str | None = None
+    audience_description: str | None = Field(
+        default=None, max_length=500, description="of a new audience (create_audience)"
+    )
     retention_days: int = 9999
     ad_account_id: str | None = None
     mode: Literal["mirror", "add-only"] = "mirror"
     schedule: str = "system"
     timezone: str = "UTC"
     enabled: bool = True
+    max_removal_share: float = Field(default=0.2, ge=0, le=1)
+    alert_channels: list[str] | None = Field(default=None, description=_ALERT_CHANNELS)
+    alert_events: list[str] | None = Field(default=None, description=_ALERT_EVENTS)
+    alert_reject_share: float | None = Field(default=None, ge=0, le=1, description=_ALERT_SHARE)
+    consent_field: str | None = Field(
+        default=None,
+        description="field holding each profile's consent; only profiles with consent are "
+        "sent, the others are removed (docs/privacy.md)",
+    )
+    consent_values: list[str] = Field(
+        default_factory=list,
+        description="values of the consent field meaning consent (any case); empty: the "
+        "field is true/false",
+    )
 
 
 class ExportUpdate(_In):
@@ -472,6 +737,20 @@ class ExportUpdate(_In):
     schedule: str | None = None
     timezone: str | None = None
     enabled: bool | None = None
+    max_removal_share: float | None = Field(default=None, ge=0, le=1)
+    alert_channels: list[str] | None = Field(default=None, description=_ALERT_CHANNELS)
+    alert_events: list[str] | None = Field(default=None, description=_ALERT_EVENTS)
+    alert_reject_share: float | None = Field(default=None, ge=0, le=1, description=_ALERT_SHARE)
+    consent_field: str | None = Field(
+        default=None,
+        description="field holding each profile's consent; only profiles with consent are "
+        "sent, the others are removed (docs/privacy.md)",
+    )
+    consent_values: list[str] | None = Field(
+        default=None,
+        description="values of the consent field meaning consent (any case); empty: the "
+        "field is true/false",
+    )
 
 
 class ExportDuplicate(_In):
@@ -480,6 +759,14 @@ class ExportDuplicate(_In):
 
 class RunRequest(_In):
     full: bool = Field(default=False, description="re-send every identifier")
+    replace: bool = Field(
+        default=False,
+        description="empty the audience first, then upload every current member "
+        "(repairs an audience that drifted); needs confirm",
+    )
+    confirm: bool = Field(
+        default=False, description="true: confirm a replace (it empties the Snapchat audience)"
+    )
 
 
 class ClearRequest(_In):
@@ -497,6 +784,7 @@ class RunPublic(_Out):
     status: str
     dry_run: bool
     full: bool
+    replace: bool
     queued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -506,6 +794,12 @@ class RunPublic(_Out):
     audience: dict[str, Any]
     errors: list[str]
     reject_samples: dict[str, Any]
+    message: str | None = Field(
+        default=None, description="the removal guard's sentence, when it held removals"
+    )
+    approves_run: int | None = Field(
+        default=None, description="an approval run: the run whose held removals it sends"
+    )
 
     @classmethod
     def of(cls, view: RunView) -> RunPublic:
@@ -517,6 +811,7 @@ class RunPublic(_Out):
             status=view.status,
             dry_run=view.dry_run,
             full=view.full,
+            replace=view.replace,
             queued_at=view.queued_at,
             started_at=view.started_at,
             finished_at=view.finished_at,
@@ -526,6 +821,8 @@ class RunPublic(_Out):
             audience=view.audience,
             errors=list(view.errors),
             reject_samples=view.reject_samples,
+            message=view.message,
+            approves_run=view.approves_run,
         )
 
 
@@ -562,10 +859,12 @@ class SchedulePublic(_Out):
     next_run_at: datetime | None
     last_fired_at: datetime | None
     updated_by: str | None
+    words: str = Field(description="the schedule in words, as the UI and the CLI say it")
 
     @classmethod
     def of(cls, view: ScheduleView) -> SchedulePublic:
         return cls(
+            words=view.words,
             enabled=view.enabled,
             cron=view.cron,
             timezone=view.timezone,
@@ -599,3 +898,59 @@ class AuditPublic(_Out):
             before=view.before,
             after=view.after,
         )
+
+
+# --- alerts --------------------------------------------------------------------------
+
+
+class AlertChannelCreate(_In):
+    name: str = Field(max_length=100)
+    url: str = Field(
+        max_length=2000,
+        description="notification URL in apprise's syntax (json://, mailto://, mailtos://, "
+        "slack://, workflows:// ...); stored encrypted, never returned",
+    )
+
+
+class AlertChannelPublic(_Out):
+    """A channel: its scheme and host only (the rest of the URL holds its secrets)."""
+
+    name: str
+    scheme: str
+    host: str
+    display: str
+    exports: list[str]
+    created_by: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: ChannelView) -> AlertChannelPublic:
+        return cls(
+            name=view.name,
+            scheme=view.scheme,
+            host=view.host,
+            display=view.display,
+            exports=list(view.exports),
+            created_by=view.created_by,
+            created_at=view.created_at,
+        )
+
+
+class AlertDeliveryPublic(_Out):
+    id: int
+    channel: str
+    event: str
+    export: str
+    run_id: int | None
+    title: str
+    body: str
+    status: str
+    attempts: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, view: DeliveryView) -> AlertDeliveryPublic:
+        # The same fields as the service's view: read them off it, not copied one by one.
+        return cls.model_validate(view, from_attributes=True)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from audiencesync.cli.common import actor, console, err_console, opened
+from audiencesync.api.models import ConnectionPublic
+from audiencesync.cli.common import JsonOption, actor, console, err_console, opened, print_json
 from audiencesync.cli.oauth_callback import CallbackServer
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
@@ -64,6 +65,7 @@ def add_snapchat(
     with opened() as ctx:
         who = actor(ctx)
         require(who, Action.MANAGE_CONNECTIONS)
+        name = service.check_new_name(ctx, who, name)  # before the sign-in, not after it
         err_console.print(PRIVACY_TEXT, markup=False)
         if not agree and sys.stdin.isatty():
             agree = typer.confirm("I agree", default=False)
@@ -99,10 +101,13 @@ def reauth(name: str, no_browser: NoBrowser = False, timeout: Timeout = 300.0) -
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOption = False) -> None:
     """List the connections you may see."""
     with opened() as ctx:
         views = service.list_connections(ctx, actor(ctx))
+    if as_json:
+        print_json([ConnectionPublic.of(v) for v in views])
+        return
     table = Table("name", "type", "usable by", "status", "Snapchat user", "exports")
     for v in views:
         if not v.full:
@@ -116,10 +121,13 @@ def list_() -> None:
 
 
 @app.command("show")
-def show(name: str) -> None:
+def show(name: str, as_json: JsonOption = False) -> None:
     """Show a connection (administrators see all fields but secrets)."""
     with opened() as ctx:
         v = service.get_connection(ctx, actor(ctx), name)
+    if as_json:
+        print_json(ConnectionPublic.of(v))
+        return
     console.print(f"name: {v.name}\ntype: {v.type}")
     if not v.full:
         return
@@ -137,6 +145,30 @@ def show(name: str) -> None:
         f"exports: {', '.join(v.exports) or 'none'}",
     ]
     console.print("\n".join(lines), markup=False)
+
+
+@app.command("audiences")
+def audiences(
+    name: str,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Part of the name, or the id.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the customer lists the connection's ad accounts hold (to pick --audience-id)."""
+    from audiencesync.api.models import AudienceChoicePublic
+    from audiencesync.sync import choices
+
+    with opened() as ctx:
+        found = choices.list_audiences(ctx, actor(ctx), name, search=search)
+    if as_json:
+        print_json([AudienceChoicePublic.of(a) for a in found])
+        return
+    table = Table("id", "name", "ad account", "matched users", "used by")
+    for a in found:
+        users = f"{a.approximate_number_users:,}" if a.approximate_number_users is not None else ""
+        table.add_row(a.id, a.name, a.ad_account_name, users, a.used_by or "free")
+    console.print(table)
 
 
 @app.command("set-access")

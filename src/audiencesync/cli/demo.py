@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from audiencesync.cli.common import console
+from audiencesync.cli.common import console, rule
 from audiencesync.cli.runs import summary_lines
 from audiencesync.cli.walkthrough import connect_through_emulator, emulator_home, open_new_home
 from audiencesync.control.context import Context
@@ -78,17 +79,39 @@ def demo(
             counts = emulator.member_counts(audience)
         finally:
             ctx.close()
-    console.rule("Explore")
-    console.print(f"The emulator's audience {audience} held {counts} when it stopped.")
+    rule("Explore")
     console.print(
-        f"Explore what happened: AUDIENCESYNC_HOME={home} audiencesync runs list "
-        f"(or exports show {EXPORT}, or serve and sign in as admin / {password}); "
-        "`make emulator` starts an emulator of your own to inspect."
+        f"The emulator's audience {audience} held {held_in_words(counts)} when it stopped."
+    )
+    program = Path(sys.executable).with_name("audiencesync")
+    console.print(
+        "The emulator has stopped; these read what the demo's home recorded:\n"
+        f"  AUDIENCESYNC_HOME={home} {program} runs list\n"
+        f"  AUDIENCESYNC_HOME={home} {program} exports show {EXPORT}\n"
+        f"Its web UI: `{program} serve` with the same home, signed in as admin / {password}\n"
+        "To click through the same path in a browser, on an emulator of its own: make try",
+        markup=False,
     )
 
 
+SCHEMA_WORDS = {
+    "EMAIL_SHA256": "email",
+    "PHONE_SHA256": "phone",
+    "MOBILE_AD_ID_SHA256": "mobile ad id",
+}
+
+
+def held_in_words(counts: dict[str, int]) -> str:
+    """``{"EMAIL_SHA256": 6577, ...}`` as "6,577 emails, ..."; "nothing" when empty."""
+    parts = []
+    for schema, count in counts.items():
+        noun = SCHEMA_WORDS.get(schema, schema.lower())
+        parts.append(f"{count:,} {noun}{'' if count == 1 else 's'}")
+    return ", ".join(parts) or "nothing"
+
+
 def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path) -> None:
-    console.rule("1. Customer profiles")
+    rule("1. Customer profiles")
     source = write_profiles(scratch / "customers.csv", profiles)
     view = store.import_file(ctx, admin, source, key="customer_id", name="customers")
     console.print(
@@ -97,13 +120,13 @@ def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path
         f"{', '.join(view.column_names)}"
     )
 
-    console.rule("2. Segments")
+    rule("2. Segments")
     for name, rules in SEGMENTS.items():
         segments.create_segment(ctx, admin, name, dataset="customers", rules=parse_rules(rules))
         size = segments.count_segment(ctx, admin, name).size
         console.print(f"{name}: {size:,} profiles")
 
-    console.rule("3. Admin > Connections > Add connection > Snapchat")
+    rule("3. Admin > Connections > Add connection > Snapchat")
     connection = connect_through_emulator(ctx, admin, "Snapchat (emulator)")
     console.print(
         f"Display name {connection.name!r}; usable by administrators and contributors; "
@@ -112,7 +135,7 @@ def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path
         "saved."
     )
 
-    console.rule("4. Data > Exports > Add destination")
+    rule("4. Data > Exports > Add destination")
     export = exports.add_export(
         ctx, admin,
         ExportSpec(
@@ -126,10 +149,10 @@ def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path
         f"{export.audience_id}, mode {export.mode}; saving did not run it."
     )
 
-    console.rule("5. First run: everyone is added")
+    rule("5. First run: everyone is added")
     _run(ctx, admin)
 
-    console.rule("6. The data changes; the second run sends only the difference")
+    rule("6. The data changes; the second run sends only the difference")
     write_profiles(scratch / "customers.csv", profiles, churn_from=max(1, profiles // 20))
     refreshed = store.refresh(ctx, admin, "customers")
     console.print(f"Refreshed 'customers': {refreshed.row_count:,} profiles, 5% replaced.")

@@ -55,10 +55,13 @@ def run(
     allow_loopback_redirects: Annotated[
         bool,
         typer.Option(
-            "--allow-loopback-redirects",
-            help="Also accept any http://127.0.0.1, [::1] or localhost redirect URI, any port.",
+            "--allow-loopback-redirects/--registered-redirects-only",
+            help=(
+                "Also accept any http://127.0.0.1, [::1] or localhost redirect URI, any port "
+                "(RFC 8252), as `serve` and the CLI use; or only the --redirect-uri ones."
+            ),
         ),
-    ] = False,
+    ] = True,
     rate_limit: Annotated[
         float, typer.Option("--rate-limit", help="Requests per second per access token; 0 = off.")
     ] = defaults.DEFAULT_RATE_LIMIT,

@@ -8,9 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audiencesync.api.models import ExportPublic
 from audiencesync.cli import runs
-from audiencesync.cli.common import actor, console, opened
+from audiencesync.cli.common import JsonOption, actor, console, opened, print_json
 from audiencesync.sync import exports as service
+from audiencesync.sync import runs as service_runs
+from audiencesync.sync.audience import AudienceSummary
+from audiencesync.sync.engine import DEFAULT_MAX_REMOVAL_SHARE
 from audiencesync.sync.exports import ExportSpec, ExportView
 
 app = typer.Typer(help="Send segments to Snapchat audiences.", no_args_is_help=True)
@@ -39,6 +43,52 @@ Schedule = Annotated[
     typer.Option("--schedule", help="system (default), manual, or a cron expression."),
 ]
 Timezone = Annotated[str | None, typer.Option("--timezone", help="Time zone of a cron schedule.")]
+MaxRemovalShare = Annotated[
+    float | None,
+    typer.Option(
+        "--max-removal-share",
+        help="A mirror run removing more than this share of the audience (0 to 1, default "
+        "0.2) waits for approval; so does one whose segments became empty.",
+    ),
+]
+ConsentField = Annotated[
+    str | None,
+    typer.Option(
+        "--consent-field",
+        help="Field holding each profile's consent: only profiles with consent are sent; "
+        "the others are removed from the audience (add-only too).",
+    ),
+]
+ConsentValues = Annotated[
+    str | None,
+    typer.Option(
+        "--consent-values",
+        help="Values of the consent field that mean consent, comma-separated (any case), "
+        "e.g. opted_in; without it the field must be true/false.",
+    ),
+]
+Alert = Annotated[
+    list[str] | None,
+    typer.Option("--alert", help="Alert channel (repeatable; see `audiencesync alerts list`)."),
+]
+AlertOn = Annotated[
+    str | None,
+    typer.Option(
+        "--alert-on",
+        help="Events to alert, comma-separated (default: all): run_failed, "
+        "run_partially_succeeded, needs_approval, needs_reauth, reject_share, audience_drift, "
+        "recovered.",
+    ),
+]
+AlertRejectShare = Annotated[
+    float | None,
+    typer.Option(
+        "--alert-reject-share",
+        min=0.0,
+        max=1.0,
+        help="Share of rejected identifier values that raises reject_share (default 0.2).",
+    ),
+]
 
 
 @app.command("add")
@@ -55,6 +105,10 @@ def add(
     audience_name: Annotated[
         str | None, typer.Option("--audience-name", help="Name of the created audience.")
     ] = None,
+    audience_description: Annotated[
+        str | None,
+        typer.Option("--audience-description", help="Description of the created audience."),
+    ] = None,
     retention_days: Annotated[
         int, typer.Option("--retention-days", help="Retention of the created audience.")
     ] = 9999,
@@ -68,6 +122,12 @@ def add(
     mode: Mode = None,
     schedule: Schedule = None,
     timezone: Timezone = None,
+    max_removal_share: MaxRemovalShare = None,
+    alert: Alert = None,
+    alert_on: AlertOn = None,
+    alert_reject_share: AlertRejectShare = None,
+    consent_field: ConsentField = None,
+    consent_values: ConsentValues = None,
 ) -> None:
     """Add an export; it is checked against Snapchat and the data, and not run."""
     spec = ExportSpec(
@@ -81,15 +141,28 @@ def add(
         audience_id=audience_id,
         create_audience=create_audience,
         audience_name=audience_name,
+        audience_description=audience_description,
         retention_days=retention_days,
         ad_account_id=ad_account,
         mode=mode or "mirror",
         schedule=schedule or "system",
         timezone=timezone or "UTC",
+        max_removal_share=(
+            DEFAULT_MAX_REMOVAL_SHARE if max_removal_share is None else max_removal_share
+        ),
+        alert_channels=tuple(alert) if alert else None,
+        alert_events=(alert_on,) if alert_on else None,
+        alert_reject_share=alert_reject_share,
+        consent_field=consent_field,
+        consent_values=_values(consent_values),
     )
     with opened() as ctx:
         view = service.add_export(ctx, actor(ctx), spec)
     _print_saved(view, "Added")
+
+
+def _values(text: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (text or "").split(",") if v.strip())
 
 
 def _print_saved(view: ExportView, verb: str) -> None:
@@ -98,10 +171,19 @@ def _print_saved(view: ExportView, verb: str) -> None:
         f"{view.dataset!r} -> Snapchat audience {view.audience_id} ({view.audience_name}), "
         f"mode {view.mode}. Not run yet: `audiencesync exports run {view.name}`."
     )
-    shares = view.validation.get("rejected_share", {})
-    for kind, share in shares.items():
-        if share:
-            console.print(f"  note: {share:.1%} of sampled {kind} values would be rejected.")
+    for note in service.validation_notes(view.validation):
+        console.print(f"  checked at save: {note}.", markup=False)
+    if view.consent_field:
+        meaning = ", ".join(view.consent_values) if view.consent_values else "true"
+        console.print(
+            f"  consent: only profiles whose {view.consent_field!r} is {meaning} are sent.",
+            markup=False,
+        )
+    if view.alerts.channels:
+        console.print(
+            f"  alerts: {', '.join(view.alerts.events)} -> {', '.join(view.alerts.channels)}",
+            markup=False,
+        )
 
 
 @app.command("update")
@@ -118,6 +200,18 @@ def update(
     schedule: Schedule = None,
     timezone: Timezone = None,
     rename: Annotated[str | None, typer.Option("--rename", help="New name.")] = None,
+    max_removal_share: MaxRemovalShare = None,
+    alert: Alert = None,
+    alert_on: AlertOn = None,
+    alert_reject_share: AlertRejectShare = None,
+    no_alerts: Annotated[
+        bool, typer.Option("--no-alerts", help="Alert no channel any more.")
+    ] = False,
+    consent_field: ConsentField = None,
+    consent_values: ConsentValues = None,
+    no_consent_field: Annotated[
+        bool, typer.Option("--no-consent-field", help="Send members without a consent check.")
+    ] = False,
 ) -> None:
     """Change an export; only the options given change."""
     with opened() as ctx:
@@ -136,6 +230,20 @@ def update(
             mode=mode or current.mode,
             schedule=schedule or current.schedule,
             timezone=timezone or current.timezone,
+            max_removal_share=(
+                current.max_removal_share if max_removal_share is None else max_removal_share
+            ),
+            alert_channels=() if no_alerts else tuple(alert) if alert else None,
+            alert_events=(alert_on,) if alert_on else None,
+            alert_reject_share=alert_reject_share,
+            consent_field=None if no_consent_field else consent_field or current.consent_field,
+            consent_values=(
+                ()
+                if no_consent_field
+                else _values(consent_values)
+                if consent_values is not None
+                else current.consent_values
+            ),
         )
         view = service.update_export(ctx, who, name, spec)
     _print_saved(view, "Updated")
@@ -174,12 +282,15 @@ def remove(name: str) -> None:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOption = False) -> None:
     """List exports: connection, audience, segments, mode, schedule, last and next run."""
     with opened() as ctx:
         views = service.list_exports(ctx, actor(ctx))
-    table = Table("name", "connection", "audience", "segments", "mode", "schedule", "state",
-                  "last run", "next run")  # fmt: skip
+    if as_json:
+        print_json([ExportPublic.of(v) for v in views])
+        return
+    table = Table("name", "connection", "audience", "segments", "mode", "state", "last run",
+                  "when it runs")  # fmt: skip
     for v in views:
         last = f"{v.last_run_status} {v.last_run_at:%Y-%m-%d %H:%M}" if v.last_run_at else ""
         table.add_row(
@@ -188,19 +299,22 @@ def list_() -> None:
             v.audience_id,
             ", ".join(v.segments),
             v.mode,
-            v.schedule,
             v.state,
             last,
-            f"{v.next_run_at:%Y-%m-%d %H:%M %Z}" if v.next_run_at else "",
+            v.schedule_words,
         )
     console.print(table)
 
 
 @app.command("show")
-def show(name: str) -> None:
-    """Show an export's definition and state."""
+def show(name: str, as_json: JsonOption = False) -> None:
+    """Show an export's definition and state (--json: the API's fields, audience figures
+    included)."""
     with opened() as ctx:
         v = service.get_export(ctx, actor(ctx), name)
+    if as_json:
+        print_json(ExportPublic.of(v))
+        return
     fields = ", ".join(f"{k.value}={f}" for k, f in service.identifier_fields(v).items())
     lines = [
         f"name: {v.name}",
@@ -211,10 +325,96 @@ def show(name: str) -> None:
         f"segments: {', '.join(v.segments)}",
         f"data matching: {fields}"
         + (f", default country {v.default_country}" if v.default_country else ""),
-        f"mode: {v.mode}",
-        f"schedule: {v.schedule}"
-        + (f" ({v.timezone})" if v.schedule not in ("system", "manual") else ""),
+        f"mode: {v.mode}"
+        + (
+            f" (a run removing more than {v.max_removal_share:.0%} of the audience waits "
+            "for approval)"
+            if v.mode == "mirror"
+            else ""
+        ),
+        "consent: "
+        + (
+            f"only profiles whose {v.consent_field!r} is "
+            f"{', '.join(v.consent_values) if v.consent_values else 'true'} are sent"
+            if v.consent_field
+            else "not checked (every member is sent)"
+        ),
+        f"runs: {v.schedule_words}"
+        + (f" (cron {v.schedule!r})" if v.schedule not in ("system", "manual") else ""),
         f"created: by {v.created_by} at {v.created_at:%Y-%m-%d %H:%M} UTC",
         f"last run: {v.last_run_status or 'never'}",
+        *audience_lines(v.name, v.audience),
+        *(f"checked at save: {note}" for note in service.validation_notes(v.validation)),
+        "alerts: "
+        + (
+            f"{', '.join(v.alerts.events)} -> {', '.join(v.alerts.channels)}"
+            if v.alerts.channels
+            else "none"
+        ),
     ]
     console.print("\n".join(lines), markup=False)
+
+
+def audience_lines(name: str, a: AudienceSummary | None) -> list[str]:
+    """What is held, the latest reading, match rate and drift, in plain words.
+
+    The match rate is the latest reading's own (its matched users over what was held at
+    that reading); when what is held has changed since, that held figure is named.
+    """
+    held = a.identifiers_held if a else None
+    why = (a.held_unknown if a else None) or "no run yet"
+    lines = [f"identifiers held: {f'unknown ({why})' if held is None else f'{held:,}'}"]
+    latest = a.latest if a else None
+    # Which figures are reported is the summary's decision (the API and pages read the
+    # same properties): nothing of a reading older than an emptying still in progress.
+    if a is None or latest is None:
+        lines.append("audience: not read yet")
+    elif a.stale:
+        lines.append(
+            "audience: matched size pending (the audience is being emptied; it is read "
+            "again when that is finished)"
+        )
+    elif a.reading_error is not None:
+        lines.append(f"audience: {a.reading_error} (at {latest.read_at:%Y-%m-%d %H:%M:%S} UTC)")
+    elif a.pending:
+        lines.append(
+            f"audience: matched size pending, Snapchat upload {a.upload_status} "
+            f"(read {latest.read_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    else:
+        rate = a.match_rate
+        matched = a.approximate_number_users
+        size = "size not reported" if matched is None else f"about {matched:,} matched users"
+        lines.append(
+            f"audience: {size}, upload {a.upload_status}, targetable "
+            f"{a.targetable_status} (read {latest.read_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+        if rate is None:
+            lines.append("match rate: —")
+        elif a.held_changed:
+            lines.append(
+                f"match rate: {rate:.1%} of the {latest.identifiers_held:,} identifiers held "
+                "at that reading"
+            )
+        else:
+            lines.append(f"match rate: {rate:.1%} of the identifiers held")
+    if a is not None and a.next_reading_at is not None:
+        lines.append(f"next reading: {a.next_reading_at:%Y-%m-%d %H:%M:%S} UTC")
+    if a is not None and a.drift:
+        lines.append(f"AUDIENCE MAY HAVE DRIFTED: {a.drift.get('reason')}")
+        lines.append(f"  repair: `audiencesync exports run {name} --replace`")
+    return lines
+
+
+@app.command("audience")
+def read_audience(name: str, as_json: JsonOption = False) -> None:
+    """Read the export's audience from Snapchat now and store the reading (--json: the
+    export as the API's ``POST /exports/{name}/audience`` returns it)."""
+    with opened() as ctx:
+        who = actor(ctx)
+        service_runs.read_audience(ctx, who, name)
+        view = service.get_export(ctx, who, name)
+    if as_json:
+        print_json(ExportPublic.of(view))
+        return
+    console.print("\n".join(audience_lines(name, view.audience)), markup=False)

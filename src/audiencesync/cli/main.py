@@ -10,6 +10,7 @@ import typer
 
 from audiencesync import __version__
 from audiencesync.cli import (
+    alerts,
     audit_cmd,
     bench,
     connections,
@@ -17,15 +18,19 @@ from audiencesync.cli import (
     emulator,
     exports,
     identifiers,
+    privacy,
     profiles,
     runs,
     segments,
     serve,
+    sources,
+    try_cmd,
     users,
 )
 from audiencesync.cli.common import err_console, state
 from audiencesync.errors import AudiencesyncError
 from audiencesync.logs import configure_logging
+from audiencesync.wording import for_cli
 
 app = typer.Typer(
     name="audiencesync",
@@ -73,6 +78,7 @@ app.command("init", help="Create the home folder and control database, and the f
     users.init
 )
 app.add_typer(users.app, name="users")
+app.add_typer(sources.app, name="sources")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(segments.app, name="segments")
 app.command("audit", help="Show who changed what, newest first.")(audit_cmd.audit)
@@ -82,12 +88,17 @@ app.command("emulator", help="Run a local Snapchat Marketing API for tests and d
 app.add_typer(connections.app, name="connections")
 app.add_typer(exports.app, name="exports")
 app.add_typer(runs.app, name="runs")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(serve.schedule_app, name="schedule")
+app.command("try", help="Start the emulator and the web UI on a sample home, to try it out.")(
+    try_cmd.try_it
+)
 app.command("serve", help="Run the web UI and REST API, the scheduler and a worker.")(serve.serve)
 app.command("worker", help="Run queued export runs (several share a PostgreSQL database).")(
     serve.worker
 )
 app.add_typer(identifiers.app, name="identifiers")
+app.add_typer(privacy.app, name="privacy")
 app.command("bench", help="Time a full and an incremental run on the emulator (JSON).")(bench.bench)
 app.command("demo", help="Run the whole path on synthetic profiles in a temporary home.")(demo.demo)
 
@@ -97,7 +108,7 @@ def main() -> None:
     try:
         app()
     except AudiencesyncError as error:
-        err_console.print(f"error: {error.message}", markup=False)
+        err_console.print(f"error: {for_cli(error)}", markup=False)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted.")

@@ -12,7 +12,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from audiencesync import segments as service
-from audiencesync.cli.common import actor, console, opened
+from audiencesync.api.models import SegmentPublic
+from audiencesync.cli.common import JsonOption, actor, console, opened, print_json
 from audiencesync.errors import UserInputError
 
 app = typer.Typer(
@@ -80,10 +81,14 @@ def list_(
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Only the segments of this dataset.")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List segments: name, dataset, last size and when it was measured."""
     with opened() as ctx:
         views = service.list_segments(ctx, actor(ctx), dataset=dataset)
+    if as_json:
+        print_json([SegmentPublic.of(v) for v in views])
+        return
     table = Table("name", "dataset", "last size", "measured (UTC)", "uses", "updated by")
     for v in views:
         size = "" if v.last_size is None else f"{v.last_size:,}"
@@ -100,6 +105,7 @@ def show(
     sql: Annotated[
         bool, typer.Option("--sql", help="Print the SQL that selects the members.")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a segment's rules and recent sizes (or, with --sql, its SQL)."""
     with opened() as ctx:
@@ -109,6 +115,9 @@ def show(
             return
         view = service.get_segment(ctx, who, name)
         history = service.segment_history(ctx, who, name, limit=10)
+    if as_json:
+        print_json(SegmentPublic.of(view))
+        return
     console.print(f"segment: {view.name}")
     console.print(f"dataset: {view.dataset}")
     if view.description:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from audiencesync.cli.common import actor, console, opened
+from audiencesync.control.context import Context
 from audiencesync.sync import schedule as schedule_service
 from audiencesync.sync.runs import worker_name
 from audiencesync.sync.scheduler import scheduler_loop, worker_loop
@@ -28,27 +29,40 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def background_threads(
+    ctx: Context, stop: threading.Event, *, workers: int
+) -> list[threading.Thread]:
+    """The scheduler and ``workers`` worker threads ``serve`` runs (not started yet)."""
+    threads = [
+        threading.Thread(target=scheduler_loop, args=(ctx, stop), name="scheduler", daemon=True)
+    ]
+    for number in range(workers):
+        threads.append(
+            threading.Thread(
+                target=worker_loop, args=(ctx, stop),
+                kwargs={"worker": f"{worker_name()}:{number}"},
+                name=f"worker-{number}", daemon=True,
+            )
+        )  # fmt: skip
+    return threads
+
+
 def serve(
     host: Annotated[
         str, typer.Option("--host", help="Address of the web UI and API.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the web UI and API.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="Worker threads for runs.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=0, help="Worker threads for runs (0: none; run `worker` elsewhere)."
+        ),
+    ] = 1,
 ) -> None:
     """Run the web UI and REST API, the scheduler and a worker."""
     with opened() as ctx:
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=scheduler_loop, args=(ctx, stop), name="scheduler", daemon=True)
-        ]
-        for number in range(max(1, workers)):
-            threads.append(
-                threading.Thread(
-                    target=worker_loop, args=(ctx, stop),
-                    kwargs={"worker": f"{worker_name()}:{number}"},
-                    name=f"worker-{number}", daemon=True,
-                )
-            )  # fmt: skip
+        threads = background_threads(ctx, stop, workers=workers)
         for thread in threads:
             thread.start()
         try:
@@ -62,10 +76,15 @@ def serve(
                 import uvicorn
 
                 web = importlib.import_module("audiencesync.web.app")
-                console.print(
-                    f"audiencesync on http://{host}:{port} (scheduler and worker running)"
+                running = (
+                    f"{workers} worker(s)" if workers else "no worker: run `audiencesync worker`"
                 )
-                uvicorn.run(web.create_app(ctx.settings), host=host, port=port, log_level="warning")
+                console.print(f"audiencesync on http://{host}:{port} (scheduler, {running})")
+                # X-Forwarded-For is read by the app, from AUDIENCESYNC_TRUSTED_PROXIES only.
+                uvicorn.run(
+                    web.create_app(ctx.settings), host=host, port=port, log_level="warning",
+                    proxy_headers=False,
+                )  # fmt: skip
         finally:
             stop.set()
             for thread in threads:
@@ -88,12 +107,28 @@ def schedule_show() -> None:
     """Show the system refresh schedule."""
     with opened() as ctx:
         view = schedule_service.get_schedule(ctx, actor(ctx))
-    state = "on" if view.enabled else "off"
-    console.print(f"system refresh: {state}, cron {view.cron!r} ({view.timezone})")
-    if view.next_run_at:
-        console.print(f"next: {view.next_run_at:%Y-%m-%d %H:%M %Z}")
-    if view.last_fired_at:
-        console.print(f"last: {view.last_fired_at:%Y-%m-%d %H:%M} UTC")
+    console.print(f"system refresh: {view.words}", markup=False)
+    console.print(f"cron: {view.cron!r} ({view.timezone})", markup=False)
+    last = schedule_service.when_words(view.last_refresh_at) if view.last_refresh_at else "never"
+    console.print(f"last refresh: {last}", markup=False)
+
+
+@schedule_app.command("refresh")
+def schedule_refresh() -> None:
+    """Run the system refresh now (re-import, count segments, queue the exports that
+    follow it), whether its schedule is on or off. Administrators only."""
+    from audiencesync.sync.scheduler import refresh_now
+
+    with opened() as ctx:
+        result = refresh_now(ctx, actor(ctx))
+    console.print(
+        f"system refresh ran: {len(result.refreshed)} dataset(s) re-imported, "
+        f"{len(result.evaluated)} segment(s) counted, {len(result.queued)} export(s) queued "
+        "(a running `audiencesync serve` or `worker` runs them).",
+        markup=False,
+    )
+    for problem in result.problems:
+        console.print(f"problem: {problem}", markup=False)
 
 
 @schedule_app.command("set")
@@ -107,6 +142,4 @@ def schedule_set(
         view = schedule_service.set_schedule(
             ctx, actor(ctx), enabled=not off, cron=cron, timezone=timezone
         )
-    console.print(
-        f"system refresh {'on' if view.enabled else 'off'}: {view.cron!r} ({view.timezone})"
-    )
+    console.print(f"system refresh: {view.words}", markup=False)

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from audiencesync.cli.common import actor, console, opened, read_password, state
+from audiencesync.api.models import UserPublic
+from audiencesync.cli.common import (
+    JsonOption,
+    actor,
+    console,
+    opened,
+    print_json,
+    read_password,
+    state,
+)
 from audiencesync.control import users as service
 from audiencesync.control.db import Database
 from audiencesync.control.permissions import Action, require
@@ -69,10 +78,13 @@ def add(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOption = False) -> None:
     """List users and their roles."""
     with opened() as ctx:
         rows = service.list_users(ctx, actor(ctx))
+    if as_json:
+        print_json([UserPublic.of(v) for v in rows])
+        return
     table = Table("name", "role", "created")
     for user in rows:
         table.add_row(user.name, user.role.value, user.created_at.strftime("%Y-%m-%d %H:%M"))

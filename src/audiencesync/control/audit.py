@@ -87,3 +87,29 @@ def list_entries(
                 AuditView(entry.at, entry.actor, entry.action, entry.target, before, after)
             )
     return views
+
+
+#: what a contributor sees in place of a connection not shared with them.
+_HIDDEN = "(an administrators' connection)"
+
+
+def id_names(ctx: Context, actor: Actor) -> dict[str, dict[int, str]]:
+    """The names behind the ids entries hold (``connection_id``, ``dataset_id``...).
+
+    Contributors see an admin-only connection as "(an administrators' connection)".
+    """
+    require(actor, Action.READ)
+    from audiencesync.control.models import Dataset, Segment
+
+    with ctx.db.session() as session:
+        connections = {
+            row.id: (
+                row.name
+                if actor.role is not Role.CONTRIBUTOR or row.shared_with_contributors
+                else _HIDDEN
+            )
+            for row in session.scalars(select(Connection))
+        }
+        datasets = dict(session.execute(select(Dataset.id, Dataset.name)).tuples().all())
+        segments = dict(session.execute(select(Segment.id, Segment.name)).tuples().all())
+    return {"connection_id": connections, "dataset_id": datasets, "segment_id": segments}

@@ -9,6 +9,7 @@ from pathlib import Path
 from audiencesync.control.db import Database
 from audiencesync.control.secrets import SecretBox
 from audiencesync.settings import Settings
+from audiencesync.storage import Storage, open_storage
 
 
 @dataclass
@@ -21,6 +22,17 @@ class Context:
     @property
     def home(self) -> Path:
         return self.settings.resolved_home
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Shared storage: datasets, uploads, snapshots and journals (the home by default)."""
+        settings = self.settings
+        return open_storage(
+            settings.storage_url,
+            self.home,
+            endpoint=settings.storage_endpoint_url,
+            region=settings.storage_region,
+        )
 
     @cached_property
     def secrets(self) -> SecretBox:

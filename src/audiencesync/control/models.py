@@ -93,8 +93,28 @@ class Dataset(Base):
     columns: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     imported_at: Mapped[datetime | None] = mapped_column(nullable=True)
     imported_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    #: connection URL of a linked table, encrypted (it may hold a password).
+    #: connection URL of a linked table, encrypted (it may hold a password). Links made
+    #: before sources existed; migration 0009 moved each into a source of its own.
     link_url_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the source (sources.id) a linked table is read through.
+    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Source(Base):
+    """A database or warehouse administrators made linkable (profiles/sources.py)."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: the engine: postgresql, sqlite, duckdb, ...
+    backend: Mapped[str] = mapped_column(String(40))
+    #: what may be shown: host[:port]/database, or a file path; never user or password.
+    location: Mapped[str] = mapped_column(Text)
+    #: the full URL (it may hold a password), encrypted with the home's key.
+    url_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class Secret(Base):
@@ -155,3 +175,48 @@ class SegmentEvaluation(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     duration_ms: Mapped[int] = mapped_column(Integer)
     actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class Unification(Base):
+    """Several source datasets matched into one person per profile (profiles/unify).
+
+    Its output is the dataset ``dataset_id`` (kind ``unified``, same name); the files of
+    the current version (link table, keys, history) are under ``run_path``.
+    """
+
+    __tablename__ = "unifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True
+    )
+    #: the rules document as JSON (``unify.rules.dump_unification_rules``).
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: folder of the current version's link table, keys and history (relative to home).
+    run_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the next unified id never given (ids are never reused).
+    next_id: Mapped[int] = mapped_column(BigInteger, default=1)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    #: the figures of the latest refresh (docs/unification.md, "Figures").
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    refreshed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class UnificationSource(Base):
+    """A source dataset of a unification, in priority order; a used dataset stays."""
+
+    __tablename__ = "unification_sources"
+
+    unification_id: Mapped[int] = mapped_column(
+        ForeignKey("unifications.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True
+    )
+    key_column: Mapped[str] = mapped_column(String(300))

@@ -33,9 +33,11 @@ class Action(StrEnum):
     MANAGE_USERS = "manage users"
     MANAGE_SCHEDULE = "change the refresh schedule"
     MANAGE_CONNECTIONS = "create, change or remove connections"
+    MANAGE_SOURCES = "add or remove data sources"
     EDIT_DATASETS = "import, refresh or remove profile datasets"
     EDIT_SEGMENTS = "create, change or remove segments"
     EDIT_EXPORTS = "create, change, remove or run exports"
+    MANAGE_PRIVACY = "manage suppression lists, erasures and retention"
     READ = "read"
 
 
@@ -43,9 +45,11 @@ _ALLOWED: dict[Action, frozenset[Role]] = {
     Action.MANAGE_USERS: frozenset({Role.ADMIN}),
     Action.MANAGE_SCHEDULE: frozenset({Role.ADMIN}),
     Action.MANAGE_CONNECTIONS: frozenset({Role.ADMIN}),
+    Action.MANAGE_SOURCES: frozenset({Role.ADMIN}),
     Action.EDIT_DATASETS: frozenset({Role.ADMIN, Role.CONTRIBUTOR}),
     Action.EDIT_SEGMENTS: frozenset({Role.ADMIN, Role.CONTRIBUTOR}),
     Action.EDIT_EXPORTS: frozenset({Role.ADMIN, Role.CONTRIBUTOR}),
+    Action.MANAGE_PRIVACY: frozenset({Role.ADMIN}),
     Action.READ: frozenset({Role.ADMIN, Role.CONTRIBUTOR, Role.VIEWER}),
 }
 

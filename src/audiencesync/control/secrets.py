@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -19,6 +20,13 @@ class SecretBox:
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._digest_key = hashlib.sha256(b"audiencesync keyed digest\0" + key).digest()
+
+    def digest(self, value: str) -> str:
+        """A keyed hash (HMAC-SHA256, hex) of ``value``: the same for every process that
+        shares the key, useless to anyone without it (for tokens used as keys in shared
+        tables: the rate budget)."""
+        return hmac.new(self._digest_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
     @classmethod
     def from_passphrase(cls, passphrase: str) -> SecretBox:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audiencesync.control.models import Base, utcnow
@@ -71,6 +83,14 @@ class Export(Base):
     validation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: when the export's own cron schedule last fired.
     last_scheduled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: a mirror run removing more than this share of the held identifiers waits for
+    #: approval (as does one whose segments became empty).
+    max_removal_share: Mapped[float] = mapped_column(Float, default=0.2, server_default="0.2")
+    #: a field holding each profile's consent (docs/privacy.md): None sends every member.
+    consent_field: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    #: the values that mean consent (compared trimmed, any case); None or empty: the
+    #: field is a boolean and true means consent.
+    consent_values: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class ExportSegment(Base):
@@ -82,20 +102,38 @@ class ExportSegment(Base):
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
 
 
+#: The statuses of a run that holds its export: at most one such run per export, which
+#: the partial unique index ``uq_runs_one_active`` enforces in the database itself.
+ACTIVE_STATUSES = ("queued", "running")
+_ACTIVE = text("status IN ('queued', 'running')")
+
+
 class Run(Base):
     """One run of an export: what it did, how far it got, what went wrong."""
 
     __tablename__ = "runs"
+    __table_args__ = (
+        Index(
+            "uq_runs_one_active",
+            "export_id",
+            unique=True,
+            sqlite_where=_ACTIVE,
+            postgresql_where=_ACTIVE,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     export_id: Mapped[int] = mapped_column(ForeignKey("exports.id", ondelete="CASCADE"), index=True)
     #: "schedule", "on_demand" or "api".
     trigger: Mapped[str] = mapped_column(String(20))
     requested_by: Mapped[str] = mapped_column(String(100))
-    #: queued, running, succeeded, partially_succeeded, failed, cancelled, interrupted.
+    #: queued, running, succeeded, partially_succeeded, needs_approval, approved,
+    #: dismissed, failed, cancelled, interrupted (``sync.runs.STATUSES``).
     status: Mapped[str] = mapped_column(String(30), index=True)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     full: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: empty the audience first, then upload every current member (repairs drift).
+    replace: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -111,6 +149,10 @@ class Run(Base):
     audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: plain-words errors, newest last.
     errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: an approval run: the needs_approval run whose held removals it sends.
+    approves_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: an erasure run (trigger ``erasure``): the erasure whose identifiers it removes.
+    erasure_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ExportLease(Base):
@@ -137,3 +179,48 @@ class SystemSchedule(Base):
     timezone: Mapped[str] = mapped_column(String(60), default="UTC")
     last_fired_at: Mapped[datetime | None] = mapped_column(nullable=True)
     updated_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class AudienceReading(Base):
+    """One reading of an export's audience at Snapchat, with what audiencesync held then."""
+
+    __tablename__ = "audience_readings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("exports.id", ondelete="CASCADE"), index=True)
+    #: the run whose upload this reading follows (None: read before any run).
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    audience_id: Mapped[str] = mapped_column(String(64))
+    read_at: Mapped[datetime] = mapped_column()
+    #: "run" (at the end of a run), "follow_up" (the scheduler), "on_demand".
+    trigger: Mapped[str] = mapped_column(String(20))
+    approximate_number_users: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    upload_status: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    targetable_status: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    #: identifiers confirmed in the audience (the snapshot) when it was read; None: unknown.
+    identifiers_held: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: why the audience could not be read (plain words), else None.
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the drift check flagged this reading (it is then left out of the export's history).
+    drifted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ExportAudienceState(Base):
+    """Per export: identifiers held, when to read the audience next, and any drift."""
+
+    __tablename__ = "export_audience_state"
+
+    export_id: Mapped[int] = mapped_column(
+        ForeignKey("exports.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: identifiers confirmed in the audience, counted from the snapshot after the last change.
+    identifiers_held: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    held_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: the last run that reached Snapchat (follow-up readings belong to it).
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: when the scheduler reads the audience next (None: nothing scheduled).
+    next_reading_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    #: how many follow-up readings found the upload still processing.
+    follow_ups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the figures of a detected drift (None: none); cleared by a reading that agrees.
+    drift: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

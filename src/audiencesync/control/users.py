@@ -18,6 +18,7 @@ from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.web_models import ApiToken, WebSession
 from audiencesync.errors import (
     ConflictError,
+    Fix,
     NotFoundError,
     NotSetUpError,
     PermissionDeniedError,
@@ -71,7 +72,7 @@ def _check_password(password: str) -> None:
 def _get(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        raise NotFoundError(f"there is no user named {name!r}: see `audiencesync users list`.")
+        raise NotFoundError(f"there is no user named {name!r}.", fix=Fix("list", "users"))
     return user
 
 
@@ -90,9 +91,7 @@ def create_first_admin(ctx: Context, name: str, password: str) -> UserView:
     _check_password(password)
     with ctx.db.session() as session:
         if session.scalar(select(func.count()).select_from(User)):
-            raise ConflictError(
-                "this home already has users: add more with `audiencesync users add`."
-            )
+            raise ConflictError("this home already has users", fix=Fix("add_users"))
         user = User(name=name, role=Role.ADMIN.value, password_hash=_hasher.hash(password))
         session.add(user)
         audit.record(session, name, "user.create", f"user:{name}", after={"role": "admin"})
@@ -159,7 +158,7 @@ def resolve_actor(ctx: Context, name: str | None) -> Actor:
         if name is None:
             user = session.scalar(select(User).where(User.role == "admin").order_by(User.id))
             if user is None:
-                raise NotSetUpError("there is no administrator: run `audiencesync init` first.")
+                raise NotSetUpError("there is no administrator", fix=Fix("init"))
             return _actor(user)
         return _actor(_get(session, name))
 

@@ -36,6 +36,8 @@ class AccountInfo:
     user_display_name: str
     organization_ids: tuple[str, ...]
     ad_accounts: tuple[AdAccount, ...]
+    #: organization id -> its name, as the platform reports them.
+    organization_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,10 @@ class Destination(Protocol):
         """Create a customer-list audience in ``ad_account_id``."""
         ...
 
+    def list_audiences(self, ad_account_id: str) -> list[AudienceInfo]:
+        """Every audience of ``ad_account_id`` (all pages; customer lists and others)."""
+        ...
+
     def add_batch(
         self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
@@ -96,4 +102,9 @@ class Destination(Protocol):
 
     def clear(self, audience_id: str) -> None:
         """Remove every member of the audience."""
+        ...
+
+    def request_counters(self) -> dict[str, int]:
+        """Requests sent again since the destination was opened: ``retries`` (after
+        errors or dropped connections) and ``throttled`` (after a 429)."""
         ...

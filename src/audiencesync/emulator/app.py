@@ -8,6 +8,7 @@ base URL), ``/v1/...`` (Ads API, the API base URL) and ``/_emulator/...`` (contr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -98,6 +99,7 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", f"{_C}/settings", "settings", "control", control.set_settings),
     _route("GET", f"{_C}/requests", "requests", "control", control.requests),
     _route("DELETE", f"{_C}/requests", "requests", "control", control.clear_requests),
+    _route("GET", f"{_C}/rates", "rates", "control", control.rates),
     _route("POST", f"{_C}/tokens/revoke", "revoke", "control", control.revoke_tokens),
     _route("POST", f"{_C}/tokens/expire", "expire", "control", control.expire_tokens),
     _route("POST", f"{_C}/segments", "segment", "control", control.create_segment),
@@ -134,6 +136,11 @@ class Emulator:
         self.limiter = RateLimiter()
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        #: arrival times (monotonic seconds) of Ads API requests per access token, keyed
+        #: by a short digest of the token (the token itself is never shown).
+        self.arrivals: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=REQUEST_LOG_SIZE)
+        )
         self.loaded_from_state = (
             persistence.load(self.store, config.state_path) if config.state_path else False
         )
@@ -160,6 +167,7 @@ class Emulator:
         self.limiter.reset()
         self.counts.clear()
         self.request_log.clear()
+        self.arrivals.clear()
 
     def save(self) -> Path | None:
         """Write the snapshot if a state file is configured; the path written, or None."""
@@ -257,6 +265,8 @@ class Emulator:
         if fault is ScriptedFault.UNAUTHORIZED:
             return unauthorized()
         token = call.request.headers["authorization"].partition(" ")[2].strip()
+        label = hashlib.sha256(token.encode()).hexdigest()[:12]
+        self.arrivals[label].append(time.monotonic())
         if not self.limiter.allow(token, self.config.rate_limit, self.config.clock()):
             return snap_error(
                 429,

@@ -172,8 +172,9 @@ class EmulatorConfig:
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = DEFAULT_CLIENT_SECRET
     redirect_uris: tuple[str, ...] = (DEFAULT_REDIRECT_URI,)
-    #: accept any http://127.0.0.1|[::1]|localhost:ANY_PORT/ANY_PATH redirect (RFC 8252).
-    allow_loopback_redirects: bool = False
+    #: accept any http://127.0.0.1|[::1]|localhost:ANY_PORT/ANY_PATH redirect (RFC 8252
+    #: section 7.3), so `serve` on any port and the CLI's listener work with no flag.
+    allow_loopback_redirects: bool = True
     #: requests per second per access token; 0 turns the limit off.
     rate_limit: float = DEFAULT_RATE_LIMIT
     #: page size of segment lists when the request gives no ``limit``.

@@ -162,7 +162,34 @@ async def requests(emulator: Emulator, call: Call) -> Response:
 async def clear_requests(emulator: Emulator, call: Call) -> Response:
     emulator.counts.clear()
     emulator.request_log.clear()
+    emulator.arrivals.clear()
     return json_response({"cleared": True})
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    """The most of ``times`` (sorted) that fall in any ``seconds``-long interval."""
+    most = start = 0
+    for end, at in enumerate(times):
+        while at - times[start] >= seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+async def rates(emulator: Emulator, call: Call) -> Response:
+    """Ads API requests per access token (a short digest names it): how many, and the most
+    that arrived in any one second (Snap's limit is 10 per second per token)."""
+    tokens = []
+    for label, arrivals in sorted(emulator.arrivals.items()):
+        times = sorted(arrivals)
+        tokens.append(
+            {
+                "token": label,
+                "requests": len(times),
+                "max_in_any_second": most_in_any_window(times, 1.0),
+            }
+        )
+    return json_response({"tokens": tokens})
 
 
 async def revoke_tokens(emulator: Emulator, call: Call) -> Response:

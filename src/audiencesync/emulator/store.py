@@ -9,6 +9,7 @@ Members are stored per schema as sets of 32-byte SHA-256 digests, not hex string
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -232,7 +233,8 @@ class Store:
         refresh = secrets.token_urlsafe(32)
         self.access_tokens[access] = Grant(user_id, client_id, scope, self.clock() + ttl)
         self.refresh_tokens[refresh] = Grant(user_id, client_id, scope, None)
-        return TokenPair(access, refresh, round(ttl), scope)
+        # expires_in is whole seconds: never 0 for a token that lives at all (0.4 s -> 1).
+        return TokenPair(access, refresh, max(1, math.ceil(ttl)), scope)
 
     def authenticate(self, authorization: str | None) -> User:
         """The user behind an ``Authorization: Bearer`` header; raises Unauthorized."""

@@ -101,6 +101,12 @@ class EmulatorHandle:
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
 
+    def request_rates(self) -> list[dict[str, Any]]:
+        """Per access token (a short digest): ``requests`` and ``max_in_any_second``, the
+        most Ads API requests that arrived in any one second."""
+        tokens: list[dict[str, Any]] = self._call("GET", "/rates")["tokens"]
+        return tokens
+
     # Control ---------------------------------------------------------------------------
 
     def set_faults(self, *, clear: bool = False, **changes: Any) -> dict[str, Any]:

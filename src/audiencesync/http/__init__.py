@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from audiencesync.http.clock import Clock, SystemClock
-from audiencesync.http.ratelimit import RateBudgets, RequestWindow, shared_budgets
+from audiencesync.http.ratelimit import Budgets, RateBudgets, RequestWindow, shared_budgets
 from audiencesync.http.retry import (
     DEFAULT_RULES,
     Action,
@@ -24,6 +24,7 @@ from audiencesync.http.sender import Call, ErrorDetail, RetryingSender, TokenSou
 __all__ = [
     "DEFAULT_RULES",
     "Action",
+    "Budgets",
     "Call",
     "Clock",
     "ErrorDetail",

@@ -17,6 +17,7 @@ import hashlib
 import math
 import threading
 from collections import deque
+from typing import Protocol
 
 from audiencesync.http.clock import Clock
 
@@ -24,6 +25,37 @@ from audiencesync.http.clock import Clock
 #: little after its slot (a late wake-up, a new connection), and a window filled to the
 #: limit at both edges would then put one request too many into Snap's second.
 WINDOW_MARGIN = 0.1
+
+
+class Budgets(Protocol):
+    """Rate budgets per access token: what a sender needs of them."""
+
+    @property
+    def rate(self) -> float: ...
+
+    def acquire(self, token: str | None) -> float:
+        """Take one slot of ``token``'s budget, sleeping until it is due; the seconds waited."""
+        ...
+
+
+def next_slot(slots: list[float], now: float, limit: int, window: float) -> float:
+    """The time of the next request allowed after ``slots`` (the last requests' times, in
+    order): at most ``limit`` in any ``window`` seconds, never before the latest slot."""
+    slot = now
+    if len(slots) >= limit:
+        # The request `limit` places back must be a whole window old.
+        slot = max(slot, slots[-limit] + window)
+    if slots:
+        slot = max(slot, slots[-1])
+    return slot
+
+
+def window_of(rate: float) -> tuple[int, float]:
+    """``(limit, window)`` for ``rate`` requests per second (see :class:`RequestWindow`)."""
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    limit = max(1, math.floor(rate))
+    return limit, limit / rate * (1 + WINDOW_MARGIN)
 
 
 class RequestWindow:
@@ -35,11 +67,8 @@ class RequestWindow:
     """
 
     def __init__(self, rate: float, clock: Clock) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
         self._rate = rate
-        self._limit = max(1, math.floor(rate))
-        self._window = self._limit / rate * (1 + WINDOW_MARGIN)
+        self._limit, self._window = window_of(rate)
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[float] = deque(maxlen=self._limit)
@@ -52,12 +81,7 @@ class RequestWindow:
         """Take the next free slot; returns the seconds until it comes (0 = now)."""
         with self._lock:
             now = self._clock.monotonic()
-            slot = now
-            if len(self._slots) == self._limit:
-                # The request `limit` places back must be a whole window old.
-                slot = max(slot, self._slots[0] + self._window)
-            if self._slots:
-                slot = max(slot, self._slots[-1])
+            slot = next_slot(list(self._slots), now, self._limit, self._window)
             self._slots.append(slot)
         return slot - now
 

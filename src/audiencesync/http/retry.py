@@ -83,7 +83,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         Action.REFRESH_TOKEN,
         ReauthenticationRequiredError,
         "{platform} refused the access token of this connection even after a refresh: "
-        "re-authenticate the connection with `audiencesync connections reauth {connection}`.",
+        "an administrator must re-authenticate connection {connection} (sign in to "
+        "{platform} again).",
         status=401,
     ),
     Rule(

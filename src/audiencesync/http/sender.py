@@ -13,7 +13,7 @@ import httpx
 
 from audiencesync.errors import AudiencesyncError, DestinationError
 from audiencesync.http.clock import Clock
-from audiencesync.http.ratelimit import RateBudgets
+from audiencesync.http.ratelimit import Budgets
 from audiencesync.http.retry import Action, RetryPolicy, Rule, parse_retry_after
 from audiencesync.logs import redact
 
@@ -100,7 +100,7 @@ class RetryingSender:
         policy: RetryPolicy,
         clock: Clock,
         *,
-        limiter: RateBudgets | None = None,
+        limiter: Budgets | None = None,
         slots: threading.Semaphore | None = None,
         describe_error: Callable[[httpx.Response], ErrorDetail] = _no_detail,
         connection_name: str = "NAME",
@@ -112,6 +112,18 @@ class RetryingSender:
         self._slots = slots
         self._describe_error = describe_error
         self._connection_name = connection_name
+        self._counter_lock = threading.Lock()
+        #: attempts sent again after a failure (``retries``) and after a 429 (``throttled``).
+        self._counters = {"retries": 0, "throttled": 0}
+
+    def counters(self) -> dict[str, int]:
+        """Requests sent again so far: ``retries`` (after errors) and ``throttled`` (429)."""
+        with self._counter_lock:
+            return dict(self._counters)
+
+    def _count(self, name: str) -> None:
+        with self._counter_lock:
+            self._counters[name] += 1
 
     def send(self, call: Call, tokens: TokenSource | None = None) -> httpx.Response:
         """The first 2xx response; raises an ``AudiencesyncError`` subclass otherwise."""
@@ -164,6 +176,7 @@ class RetryingSender:
                 raise self._final(rule, call, response, exc, detail, failures + 1)
             if wait is None:
                 raise self._final(rule, call, response, exc, detail, attempts)
+            self._count("throttled" if rule.action is Action.RATE_LIMITED else "retries")
             logger.warning(
                 "%s %s: %s, attempt %d, retrying in %.2f s",
                 call.request.method,

@@ -30,7 +30,10 @@ from audiencesync.identifiers import phone_columns, phones
 from audiencesync.identifiers.model import REASONS, Normalized, RejectReason
 from audiencesync.identifiers.scalar import (
     ASCII_WHITESPACE,
+    DOUBLE_ZERO,
     MAX_IDENTIFIER_CHARS,
+    NANP_EXIT,
+    PLACEHOLDER_HASHES,
     ZERO_MAID,
     _normalize,
     parse_kind,
@@ -39,11 +42,20 @@ from audiencesync.types import IdentifierType
 
 # RE2 patterns over values already trimmed, lowercased and known to be ASCII; they
 # accept exactly what the scalar module's patterns accept on such values.
-_NOT_SPACE_OR_AT = r"[^@\t\n\x0b\x0c\r\x1c-\x1f ]"
-_EMAIL = rf"^{_NOT_SPACE_OR_AT}+@{_NOT_SPACE_OR_AT}*\.{_NOT_SPACE_OR_AT}*$"
+# Whitespace and control characters (\x00-\x1f, \x7f) are no part of an address.
+_NOT_SPACE_OR_AT = r"[^@\x00-\x1f\x7f <>]"
+_DOMAIN_CHAR = r"[^@\x00-\x1f\x7f <>\";,()]"
+_EMAIL = rf"^{_NOT_SPACE_OR_AT}+@{_DOMAIN_CHAR}*\.{_DOMAIN_CHAR}*$"
+_MAILTO = "mailto:"
 _HEX64 = r"^[0-9a-f]{64}$"
+_HEX32 = r"^[0-9a-f]{32}$"
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _PLUS_FIRST = r"^[^0-9+]*\+"
+# scalar.strip_extension on lowered ASCII: cut at the first marker after a digit.
+_MARKER = "[x#,;]|ext|app|durchwahl|poste|anexo|int"
+_EXTENSION = rf"(?s)^([^0-9]*[0-9].*?)(?:{_MARKER}).*$"
+#: the first characters of every marker: a column holding none has no extension.
+_MARKER_BYTES = "x#,;apdi"
 
 _CODE = {reason: index for index, reason in enumerate(REASONS)}
 _REASON_NAMES = pa.array([reason.value for reason in REASONS], pa.string())
@@ -304,19 +316,26 @@ def _prepare(
     # so that no string column is copied for the common case.
     lowered = pc.ascii_lower(trimmed)
     prehashed = _prehashed(lowered, length, ordinary, raw)
+    placeholder = _placeholders(lowered, prehashed)
+    if placeholder is not None:
+        prehashed = pc.and_(prehashed, pc.invert(placeholder))
     plain = pc.and_(ordinary, pc.invert(prehashed))
+    if placeholder is not None:
+        plain = pc.and_(plain, pc.invert(placeholder))
 
     if kind is IdentifierType.EMAIL:
-        texts, accepted, reason, more_python = _emails(lowered)
+        texts, accepted, reason, more_python = _emails(lowered, plain)
     elif kind is IdentifierType.PHONE:
         texts, accepted, reason, more_python = _phones(lowered, plain, region)
         texts = pc.if_else(prehashed, lowered, texts)
     else:
-        texts, accepted, reason, more_python = _maids(lowered)
+        texts, accepted, reason, more_python = _maids(lowered, length, plain)
     if more_python is not None:
         to_python = pc.or_(to_python, more_python)
     accepted = pc.and_(pc.and_(plain, accepted), pc.invert(to_python))
 
+    if placeholder is not None:
+        reason = pc.if_else(placeholder, _int8(RejectReason.PLACEHOLDER_HASH), reason)
     codes = pc.case_when(
         pc.make_struct(to_python, empty, too_long, prehashed, accepted, field_names=list("abcde")),
         _NO_CODE,
@@ -362,36 +381,111 @@ def _prehashed(lowered: pa.Array, length: pa.Array, ordinary: pa.Array, raw: boo
     return pc.replace_with_mask(nowhere, right_length, is_hex)
 
 
+def _placeholders(lowered: pa.Array, prehashed: pa.Array) -> pa.Array | None:
+    """Which pre-hashed rows are :data:`scalar.PLACEHOLDER_HASHES` (``None``: none)."""
+    if not pc.any(prehashed).as_py():
+        return None
+    found = pc.and_(prehashed, pc.fill_null(pc.is_in(lowered, value_set=_PLACEHOLDERS), False))
+    return found if pc.any(found).as_py() else None
+
+
+_PLACEHOLDERS = pa.array(sorted(PLACEHOLDER_HASHES), pa.string())
+
+
 _KindRules = tuple[pa.Array, pa.Array, pa.Array | pa.Scalar, pa.Array | None]
 """(texts to hash, accepted, reject reason code, rows only Python can decide or None)"""
 
 
-def _emails(lowered: pa.Array) -> _KindRules:
-    accepted = pc.fill_null(pc.match_substring_regex(lowered, _EMAIL), False)
-    return lowered, accepted, _int8(RejectReason.NOT_AN_EMAIL), None
-
-
-def _maids(lowered: pa.Array) -> _KindRules:
-    accepted = pc.and_(
-        pc.fill_null(pc.match_substring_regex(lowered, _UUID), False),
-        pc.fill_null(pc.not_equal(lowered, ZERO_MAID), False),
+def _emails(lowered: pa.Array, plain: pa.Array) -> _KindRules:
+    # "<a@x.com>", "mailto:a@x.com": rewritten on those rows only (scalar.unwrap_email).
+    accepted: pa.Array
+    if not phone_columns.holds_any_byte(lowered, "<:"):
+        accepted = pc.fill_null(pc.match_substring_regex(lowered, _EMAIL), False)
+        return lowered, accepted, _int8(RejectReason.NOT_AN_EMAIL), None
+    wrapped = pc.and_(
+        plain,
+        pc.fill_null(pc.or_(pc.starts_with(lowered, "<"), pc.starts_with(lowered, _MAILTO)), False),
     )
-    return lowered, accepted, _int8(RejectReason.MAID_INVALID), None
+    texts = lowered
+    if pc.any(wrapped).as_py():
+        texts = pc.replace_with_mask(lowered, wrapped, _unwrap_emails(lowered.filter(wrapped)))
+    accepted = pc.fill_null(pc.match_substring_regex(texts, _EMAIL), False)
+    # "mailto:" is removed once at most: one left over is no address.
+    left_over = pc.fill_null(pc.starts_with(texts, _MAILTO), False)
+    accepted = pc.and_(accepted, pc.invert(left_over))
+    return texts, accepted, _int8(RejectReason.NOT_AN_EMAIL), None
+
+
+def _unwrap_emails(rows: pa.Array) -> pa.Array:
+    """:func:`scalar.unwrap_email` of each (ASCII, trimmed, lowercased) row."""
+    stripped = pc.starts_with(rows, _MAILTO)
+    rows = _strip_mailto(rows)
+    bracketed = pc.and_(
+        pc.greater_equal(pc.binary_length(rows), 2),
+        pc.and_(pc.starts_with(rows, "<"), pc.ends_with(rows, ">")),
+    )
+    inner = pc.ascii_trim(pc.utf8_slice_codeunits(rows, 1, -1), ASCII_WHITESPACE)
+    inner = pc.if_else(stripped, inner, _strip_mailto(inner))
+    return pc.if_else(bracketed, inner, rows)
+
+
+def _strip_mailto(rows: pa.Array) -> pa.Array:
+    # scalar._strip_mailto: the URI's query ("?subject=...") goes too.
+    after = pc.replace_substring_regex(
+        pc.utf8_slice_codeunits(rows, len(_MAILTO)), r"(?s)\?.*$", "", max_replacements=1
+    )
+    after = pc.ascii_trim(after, ASCII_WHITESPACE)
+    return pc.if_else(pc.starts_with(rows, _MAILTO), after, rows)
+
+
+def _maids(lowered: pa.Array, length: pa.Array, plain: pa.Array) -> _KindRules:
+    # 32 hex digits without hyphens: written 8-4-4-4-12 (on those rows only).
+    texts = lowered
+    unhyphenated = pc.and_(plain, pc.fill_null(pc.equal(length, 32), False))
+    if pc.any(unhyphenated).as_py():
+        rows = lowered.filter(unhyphenated)
+        is_hex = pc.fill_null(pc.match_substring_regex(rows, _HEX32), False)
+        parts = [
+            pc.utf8_slice_codeunits(rows, start, stop)
+            for start, stop in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+        ]
+        hyphenated = pc.if_else(is_hex, pc.binary_join_element_wise(*parts, "-"), rows)
+        texts = pc.replace_with_mask(lowered, unhyphenated, hyphenated)
+    accepted = pc.and_(
+        pc.fill_null(pc.match_substring_regex(texts, _UUID), False),
+        pc.fill_null(pc.not_equal(texts, ZERO_MAID), False),
+    )
+    return texts, accepted, _int8(RejectReason.MAID_INVALID), None
 
 
 def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRules:
     # Rows that are not `plain` are decided by the caller: what these give there is unused.
+    lowered = _strip_extensions(lowered, plain)
     digits = phone_columns.only_digits(lowered)
     no_digits = pc.fill_null(pc.equal(pc.binary_length(digits), 0), False)
     plus = _plus_first(lowered)
-    double_zero = pc.fill_null(pc.starts_with(digits, "00"), False)
-    international = pc.or_(plus, double_zero)
-    whole = pc.if_else(
-        pc.and_(double_zero, pc.invert(plus)), pc.utf8_slice_codeunits(digits, 2), digits
+    # With a default country, its own international prefix first (scalar order).
+    region_exit = (
+        phone_columns.region_exit_e164(digits, pc.invert(plus), region)
+        if region is not None
+        else None
     )
+    by_region = pa.repeat(False, len(digits)) if region_exit is None else pc.is_valid(region_exit)
+    double_zero = pc.and_(
+        pc.fill_null(pc.starts_with(digits, DOUBLE_ZERO), False), pc.invert(by_region)
+    )
+    # "011" is read as an access prefix only after a '+' (scalar.NANP_EXIT).
+    nanp_exit = pc.and_(pc.fill_null(pc.starts_with(digits, NANP_EXIT), False), plus)
+    international = pc.or_(pc.or_(pc.or_(plus, double_zero), nanp_exit), by_region)
+    whole = _drop_prefix(digits, double_zero, len(DOUBLE_ZERO))
+    whole = _drop_prefix(whole, pc.and_(nanp_exit, pc.invert(double_zero)), len(NANP_EXIT))
     e164 = phone_columns.whole_e164(whole)
+    if region_exit is not None:
+        e164 = pc.if_else(by_region, region_exit, e164)
     more_python = None
     if region is None:
+        # No country in the value and none given: never guessed, whatever the digits.
+        e164 = pc.if_else(international, e164, _NO_TEXT)
         reason = pc.if_else(
             international,
             _int8(RejectReason.PHONE_INVALID),
@@ -410,6 +504,27 @@ def _phones(lowered: pa.Array, plain: pa.Array, region: str | None) -> _KindRule
         reason = _int8(RejectReason.PHONE_INVALID)
     reason = pc.if_else(no_digits, _int8(RejectReason.PHONE_INVALID), reason)
     return e164, pc.is_valid(e164), reason, more_python
+
+
+_NO_TEXT = pa.scalar(None, pa.string())
+
+
+def _drop_prefix(digits: pa.Array, where: pa.Array, size: int) -> pa.Array:
+    """``digits`` without their first ``size`` characters on the rows ``where`` says."""
+    if not pc.any(where).as_py():
+        return digits
+    return pc.replace_with_mask(digits, where, pc.utf8_slice_codeunits(digits.filter(where), size))
+
+
+def _strip_extensions(lowered: pa.Array, plain: pa.Array) -> pa.Array:
+    """:func:`scalar.strip_extension` of each row, on the rows holding a marker."""
+    if not phone_columns.holds_any_byte(lowered, _MARKER_BYTES):
+        return lowered
+    marked = pc.and_(plain, pc.fill_null(pc.match_substring_regex(lowered, _MARKER), False))
+    if not pc.any(marked).as_py():
+        return lowered
+    rows = pc.replace_substring_regex(lowered.filter(marked), _EXTENSION, r"\1")
+    return pc.replace_with_mask(lowered, marked, rows)
 
 
 def _plus_first(lowered: pa.Array) -> pa.Array:

@@ -25,6 +25,9 @@ class RejectReason(StrEnum):
     PHONE_INVALID = "phone_invalid"
     #: not a UUID (8-4-4-4-12 hex digits), or the all-zero id of limited ad tracking.
     MAID_INVALID = "maid_invalid"
+    #: 64 hex characters that are nobody's hash: SHA-256 of the empty string (a missing
+    #: value hashed upstream) or 64 zeros (a placeholder).
+    PLACEHOLDER_HASH = "placeholder_hash"
 
 
 #: the closed set, in a fixed order: a reason's index is its code in batch internals.

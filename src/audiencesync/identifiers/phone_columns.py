@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from audiencesync.identifiers import phones
 
 _NO_TEXT = pa.scalar(None, pa.string())
+_NANP_SHAPE = r"^[2-9][0-9]{2}[2-9]"
 
 
 def only_digits(strings: pa.Array) -> pa.Array:
@@ -61,6 +63,26 @@ def only_digits(strings: pa.Array) -> pa.Array:
     )
 
 
+def holds_any_byte(strings: pa.Array, chars: str) -> bool:
+    """Whether any value of ``strings`` holds one of the ASCII ``chars``.
+
+    One pass over the data buffer as ``uint8`` (a few ms for a million values), so that
+    a rule for rare rows costs nothing on a column that has none of them.
+    """
+    size = len(strings)
+    _, offsets_buffer, data = strings.buffers()
+    if size == 0 or data is None:
+        return False
+    if strings.type != pa.string():
+        return any(pc.any(pc.match_substring(strings, char)).as_py() for char in chars)
+    offsets = pa.Array.from_buffers(
+        pa.int32(), size + 1, [None, offsets_buffer], offset=strings.offset
+    )
+    start, end = offsets[0].as_py(), offsets[size].as_py()
+    raw = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    return any(bool((raw == ord(char)).any()) for char in chars)
+
+
 @dataclass(frozen=True, slots=True)
 class _PrefixArrays:
     base: pa.Array  # int32, null where no code starts the digits
@@ -91,6 +113,7 @@ def whole_e164(digits: pa.Array) -> pa.Array:
     prefix = pc.cast(head, pa.int32())
     base = pc.take(arrays.base, prefix)
     accepted = pc.fill_null(pc.take(arrays.possible, pc.add(base, length)), False)
+    accepted = _nanp_short_checked(digits, length, accepted)
     result = pc.if_else(accepted, digits, _NO_TEXT)
     cut = pc.if_else(accepted, pc.take(arrays.cut, prefix), 0)
     dropped = pc.greater(cut, 0)
@@ -104,6 +127,24 @@ def whole_e164(digits: pa.Array) -> pa.Array:
             pc.equal(row_cut, index), pc.utf8_replace_slice(rows, index, index + 1, ""), rows
         )
     return pc.replace_with_mask(result, dropped, rows)
+
+
+def _nanp_short_checked(digits: pa.Array, length: pa.Array, accepted: pa.Array) -> pa.Array:
+    """``accepted`` without the +1 numbers shorter than NXX-NXX-XXXX that are not valid
+    (:func:`phones.nanp_short_valid`); the regex runs on those few rows only. North
+    America's code takes no trunk '0', so these digits are the result."""
+    short = pc.and_(
+        pc.fill_null(pc.less(length, 1 + phones.NANP_DIGITS), False),
+        pc.fill_null(pc.starts_with(digits, phones.NANP_CODE), False),
+    )
+    short = pc.and_(accepted, short)
+    if not pc.any(short).as_py():
+        return accepted
+    pattern = phones.phone_tables().nanp_short
+    if pattern is None:
+        return pc.and_(accepted, pc.invert(short))
+    valid = pc.match_substring_regex(digits.filter(short), f"^{phones.NANP_CODE}(?:{pattern})$")
+    return pc.replace_with_mask(accepted, short, pc.fill_null(valid, False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +187,35 @@ def national_e164(
         pc.and_(pc.fill_null(national, False), pc.invert(with_code)),
         pc.is_in(national_length, value_set=_lengths(rules.national_lengths)),
     )
-    e164 = pc.if_else(accepted, completed, whole)
+    if rules.code == phones.NANP_CODE:
+        # NXX-NXX-XXXX: to_e164 refuses an area code or exchange starting with 0 or 1,
+        # and shorter numbers that are not valid (Canada's 310-XXXX are).
+        shaped = pc.or_(
+            pc.not_equal(national_length, phones.NANP_DIGITS),
+            pc.match_substring_regex(number, _NANP_SHAPE),
+        )
+        accepted = pc.and_(accepted, pc.fill_null(shaped, False))
+        accepted = _nanp_short_checked(completed, pc.binary_length(completed), accepted)
+    # Digits that neither make a national number nor start with the country's code are
+    # no number of it: never read as another country's (scalar._with_default_country).
+    foreign = pc.and_(pc.fill_null(national, False), pc.invert(with_code))
+    e164 = pc.if_else(accepted, completed, pc.if_else(foreign, _NO_TEXT, whole))
     return NationalColumn(e164=e164, undecided=undecided)
+
+
+def region_exit_e164(digits: pa.Array, where: pa.Array, region: str) -> pa.Array | None:
+    """``scalar.region_exit_e164`` of the rows ``where`` says (null elsewhere and where
+    there is none), or ``None`` when no row starts with the region's prefix."""
+    pattern = phones.international_prefix_pattern(region)
+    if pattern is None:
+        return None
+    anchored = f"^(?:{pattern})"
+    starts = pc.and_(where, pc.fill_null(pc.match_substring_regex(digits, anchored), False))
+    if not pc.any(starts).as_py():
+        return None
+    rest = pc.replace_substring_regex(digits.filter(starts), anchored, "", max_replacements=1)
+    found = pc.replace_with_mask(pa.nulls(len(digits), pa.string()), starts, rest)
+    return whole_e164(found)
 
 
 def _starts_with_any(digits: pa.Array, patterns: Sequence[str]) -> pa.Array:

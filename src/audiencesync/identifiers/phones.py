@@ -21,6 +21,7 @@ one, of a length the country's metadata calls possible, 7 to 15 digits in all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -47,6 +48,10 @@ class PhoneTables:
     possible_lengths: Mapping[str, frozenset[int]]
     #: codes of countries whose trunk prefix is '0' and whose numbers never start with 0.
     trunk_zero: frozenset[str]
+    #: North America's numbers shorter than NXX-NXX-XXXX (Canada's 7-digit ``310XXXX``):
+    #: the national number patterns, from the metadata, of the number types that have
+    #: such lengths, joined with '|' (plain regexes RE2 reads too); ``None`` if none.
+    nanp_short: str | None
 
 
 @cache
@@ -74,7 +79,49 @@ def phone_tables() -> PhoneTables:
         possible[code] = frozenset(lengths)
         if all(m.national_prefix == "0" and not m.leading_zero_possible for m in metadata):
             trunk_zero.add(code)
-    return PhoneTables(possible_lengths=possible, trunk_zero=frozenset(trunk_zero))
+    return PhoneTables(
+        possible_lengths=possible, trunk_zero=frozenset(trunk_zero), nanp_short=_nanp_short()
+    )
+
+
+#: the number types of the metadata, whose patterns say which numbers are valid.
+_NUMBER_TYPES = (
+    "fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number",
+    "voip", "pager", "uan", "voicemail",
+)  # fmt: skip
+
+
+def _nanp_short() -> str | None:
+    """The patterns of +1 numbers of fewer than ``NANP_DIGITS`` digits that
+    ``phonenumbers`` calls valid (in 9.0.43: Canada's ``310\\d{4}``, nothing else)."""
+    patterns: list[str] = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(NANP_CODE), ()):
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            continue
+        for name in _NUMBER_TYPES:
+            desc = getattr(metadata, name, None)
+            if (
+                desc is not None
+                and desc.national_number_pattern
+                and any(0 < length < NANP_DIGITS for length in desc.possible_length or ())
+            ):
+                patterns.append(f"(?:{desc.national_number_pattern})")
+    return "|".join(sorted(set(patterns))) or None
+
+
+@cache
+def nanp_short_pattern() -> re.Pattern[str] | None:
+    """:attr:`PhoneTables.nanp_short` compiled, or ``None``."""
+    pattern = phone_tables().nanp_short
+    return re.compile(pattern) if pattern else None
+
+
+def nanp_short_valid(national: str) -> bool:
+    """Whether a +1 national number shorter than NXX-NXX-XXXX is one ``phonenumbers``
+    calls valid (``5551234`` is not; Canada's ``3101234`` is)."""
+    pattern = nanp_short_pattern()
+    return pattern is not None and pattern.fullmatch(national) is not None
 
 
 def to_e164(digits: str) -> str | None:
@@ -98,9 +145,39 @@ def to_e164(digits: str) -> str | None:
             return None
     if len(national) not in lengths:
         return None
+    if code == NANP_CODE and len(national) == NANP_DIGITS and not _nanp_shape(national):
+        return None
+    if code == NANP_CODE and len(national) < NANP_DIGITS and not nanp_short_valid(national):
+        return None
     if not MIN_E164_DIGITS <= size + len(national) <= MAX_E164_DIGITS:
         return None
     return code + national
+
+
+#: North America's country code: its 10-digit numbers are NXX-NXX-XXXX, the area code
+#: and the exchange each starting with 2 to 9; shorter ones must be valid in the metadata
+#: (Canada's 7-digit 310-XXXX: see :func:`nanp_short_valid`).
+NANP_CODE = "1"
+NANP_DIGITS = 10
+
+
+def _nanp_shape(national: str) -> bool:
+    return national[:1] not in ("0", "1") and national[3:4] not in ("0", "1")
+
+
+@cache
+def international_prefix_pattern(region: str) -> str | None:
+    """The regex of ``region``'s own international dialling prefix (phonenumbers'
+    ``international_prefix``: "0011|..." for AU, "00[1-9]" for TH, "011" for US)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    return (metadata.international_prefix or None) if metadata is not None else None
+
+
+@cache
+def international_prefix(region: str) -> re.Pattern[str] | None:
+    """:func:`international_prefix_pattern` compiled, or ``None``."""
+    pattern = international_prefix_pattern(region)
+    return re.compile(pattern) if pattern else None
 
 
 def national_to_e164(digits: str, region: str) -> str | None:
@@ -163,13 +240,19 @@ def prefix_table() -> PrefixTable:
     """Built once from :func:`phone_tables`, with array arithmetic (~10 ms)."""
     tables = phone_tables()
     codes = sorted(tables.possible_lengths)
-    possible = [False] * (len(codes) * LENGTH_SLOTS)
+    # One more slot after the codes': North America's code before digits that are not
+    # NXX-NXX (its lengths without the 10 of NXX-NXX-XXXX).
+    possible = [False] * ((len(codes) + 1) * LENGTH_SLOTS)
     slot_of: dict[str, int] = {}
     for slot, code in enumerate(codes):
         slot_of[code] = slot
         for length in tables.possible_lengths[code]:
             if length < LENGTH_SLOTS and MIN_E164_DIGITS <= len(code) + length <= MAX_E164_DIGITS:
                 possible[slot * LENGTH_SLOTS + length] = True
+    misshapen_slot = len(codes)
+    for length in tables.possible_lengths.get(NANP_CODE, frozenset()):
+        if length != NANP_DIGITS and MIN_E164_DIGITS <= 1 + length <= MAX_E164_DIGITS:
+            possible[misshapen_slot * LENGTH_SLOTS + length] = True
 
     prefixes = np.arange(10**PREFIX_DIGITS)
     slots = np.full(len(prefixes), -1)
@@ -191,6 +274,13 @@ def prefix_table() -> PrefixTable:
     drop = has_code & trunk[np.maximum(slots, 0)] & (after_code == 0)
     # A trunk '0' followed by another '0' is no number.
     unread = ~has_code | (drop & (then == 0))
+    # North America: area code and exchange start with 2 to 9 (digits 1 and 4 of five);
+    # digits that do not are read in the slot without NXX-NXX-XXXX's length.
+    if NANP_CODE in slot_of:
+        area = (prefixes // 10 ** (PREFIX_DIGITS - 2)) % 10
+        exchange = prefixes % 10
+        misshapen = (slots == slot_of[NANP_CODE]) & ((area <= 1) | (exchange <= 1))
+        slots = np.where(misshapen, misshapen_slot, slots)
     # to_e164: the national number is what follows the code and the dropped '0'.
     base: list[int | None] = (slots * LENGTH_SLOTS - sizes - drop).tolist()
     for index in np.flatnonzero(unread).tolist():

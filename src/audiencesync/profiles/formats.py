@@ -40,7 +40,9 @@ def parse_format(value: str) -> FileFormat:
         return FileFormat(value.strip().lower())
     except ValueError:
         names = ", ".join(f.value for f in FileFormat)
-        raise UserInputError(f"unknown format {value!r}: use one of {names}.") from None
+        raise UserInputError(
+            f"unknown format {value!r}: use one of {names}.", field="format"
+        ) from None
 
 
 def detect_format(path: Path) -> FileFormat:
@@ -53,7 +55,8 @@ def detect_format(path: Path) -> FileFormat:
     names = ", ".join(sorted(_EXTENSIONS))
     raise UserInputError(
         f"cannot tell the format of {path.name} from its extension: name it with one of "
-        f"{names}, or pass --format csv|parquet|json|ndjson."
+        f"{names}, or give its format (csv, parquet, json or ndjson).",
+        field="format",
     )
 
 
@@ -74,7 +77,8 @@ def normalize_encoding(encoding: str | None) -> str | None:
         name = codecs.lookup(encoding).name
     except LookupError:
         raise UserInputError(
-            f"unknown encoding {encoding!r}: use a name such as utf-8, latin-1, cp1252 or utf-16."
+            f"unknown encoding {encoding!r}: use a name such as utf-8, latin-1, cp1252 or utf-16.",
+            field="encoding",
         ) from None
     return {"utf-8": "utf-8", "iso8859-1": "latin-1", "utf-16": "utf-16"}.get(name, name)
 
@@ -83,7 +87,9 @@ def transcode_if_needed(path: Path, options: ReadOptions, scratch: Path) -> Path
     """A path DuckDB can read: ``path`` itself, or a UTF-8 copy in ``scratch``."""
     encoding = options.encoding
     if options.format is not FileFormat.CSV and encoding not in (None, "utf-8"):
-        raise UserInputError("--encoding applies to CSV files only; JSON and Parquet are UTF-8.")
+        raise UserInputError(
+            "an encoding applies to CSV files only; JSON and Parquet are UTF-8.", field="encoding"
+        )
     if encoding is None or encoding in _DUCKDB_ENCODINGS:
         return path
     handle, name = tempfile.mkstemp(suffix=".csv", dir=scratch)
@@ -99,7 +105,8 @@ def transcode_if_needed(path: Path, options: ReadOptions, scratch: Path) -> Path
         target.unlink(missing_ok=True)
         raise UserInputError(
             f"{path.name} is not valid {encoding} (byte {error.start}): "
-            "check the file or pass the right --encoding."
+            "check the file or give its encoding.",
+            field="encoding",
         ) from None
     return target
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset, Segment, SegmentEvaluation
-from audiencesync.errors import NotFoundError, UserInputError
+from audiencesync.errors import Fix, NotFoundError, UserInputError
 from audiencesync.segments.compiler import RuleCompiler
 from audiencesync.segments.rules import RuleNode, parse_rules, references, rules_error
 from audiencesync.segments.source import ProfileSource, open_source
@@ -45,7 +45,7 @@ class Prepared:
 
 
 def missing_segment(name: str) -> NotFoundError:
-    return NotFoundError(f"there is no segment named {name!r}: see `audiencesync segments list`.")
+    return NotFoundError(f"there is no segment named {name!r}.", fix=Fix("list", "segments"))
 
 
 def load_segments(session: Session, names: Sequence[str]) -> list[LoadedSegment]:

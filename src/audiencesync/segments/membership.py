@@ -3,12 +3,14 @@
 ``stream_members`` reads the union of several segments of one dataset, each profile
 once, as batches of ``_as_key`` (the profile key) plus the requested fields. The engine
 streams (DuckDB's ``fetch_record_batch`` through Ibis ``to_pyarrow_batches``), so memory
-stays bounded by the batch size, not the segment size. When the stream is read to its
+stays bounded by the batch size, not the segment size. PostgreSQL is read through ADBC
+and Spark through Parquet it writes (``_open_reader``). When the stream is read to its
 end, each segment's size is recorded in its history.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -18,15 +20,19 @@ from functools import reduce
 from types import TracebackType
 from typing import Any
 
+import ibis
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import UserInputError
+from audiencesync.profiles import linked, spark
 from audiencesync.profiles.store import RESERVED_PREFIX
 from audiencesync.segments.evaluation import prepare, record_evaluation
 from audiencesync.segments.service import check_segment_name
+from audiencesync.segments.source import ProfileSource
 from audiencesync.segments.validation import suggest
 
 #: The column holding each member's profile key.
@@ -123,7 +129,7 @@ def stream_members(
             flags = [f"{_FLAG}{i}" for i in range(len(segments))]
             projected = table.select(**selection, **dict(zip(flags, predicates, strict=True)))
             expression = projected.filter(reduce(lambda a, b: a | b, (projected[f] for f in flags)))
-        reader = expression.to_pyarrow_batches(chunk_size=batch_rows)
+        reader = _open_reader(ctx, source, expression, batch_rows, stack)
         stack.callback(reader.close)
     except BaseException:
         stack.close()
@@ -148,6 +154,61 @@ def stream_members(
             )
 
     return MemberStream(schema, batches(), stack)
+
+
+def _open_reader(
+    ctx: Context, source: ProfileSource, expression: Any, batch_rows: int, stack: ExitStack
+) -> pa.RecordBatchReader:
+    """The members as a stream of record batches, the fastest way each engine allows.
+
+    DuckDB streams through Ibis. PostgreSQL runs the SQL Ibis compiles through ADBC,
+    which decodes the binary COPY protocol straight into Arrow. Spark evaluates the query
+    and writes Parquet into a scratch folder, read here in batches: nothing is collected
+    to the driver.
+    """
+    if source.engine == "postgres" and source.url is not None:
+        sql = str(ibis.to_sql(expression, dialect="postgres"))
+        return _as_ibis_types(_postgres_reader(source.url, sql, stack), expression)
+    if source.engine == "pyspark" and source.url is not None:
+        folder = spark.exchange_folder(ctx.settings, source.url.startswith("spark"))
+        stack.callback(shutil.rmtree, folder, True)
+        spark.write_members(source.backend, str(source.backend.compile(expression)), folder)
+        found = ds.dataset(folder, format="parquet")
+        scanner = found.scanner(batch_size=batch_rows, batch_readahead=2, fragment_readahead=1)
+        return _as_ibis_types(scanner.to_reader(), expression)
+    reader: pa.RecordBatchReader = expression.to_pyarrow_batches(chunk_size=batch_rows)
+    return reader
+
+
+def _as_ibis_types(found: pa.RecordBatchReader, expression: Any) -> pa.RecordBatchReader:
+    """``found`` with the types Ibis gives the query (the file path's), batch by batch.
+
+    ADBC reads PostgreSQL's numeric as text, Spark's Parquet may name types its own way;
+    the types of the table as Ibis sees it are the contract.
+    """
+    target: pa.Schema = expression.schema().to_pyarrow()
+    if found.schema.equals(target):
+        return found
+    return pa.RecordBatchReader.from_batches(target, (b.cast(target) for b in found))
+
+
+def _postgres_reader(url: str, sql: str, stack: ExitStack) -> pa.RecordBatchReader:
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    scheme, _, rest = url.partition("://")
+    try:
+        connection = adbc_pg.connect(f"{scheme.split('+', 1)[0]}://{rest}")
+    except Exception as error:  # noqa: BLE001 (the driver raises its own errors)
+        raise UserInputError(
+            f"cannot read members from {linked.redacted_url(url)}: "
+            f"{linked._first_line(error, url)}."
+        ) from None
+    stack.callback(connection.close)
+    cursor = connection.cursor()
+    stack.callback(cursor.close)
+    cursor.execute(sql)
+    reader: pa.RecordBatchReader = cursor.fetch_record_batch()
+    return reader
 
 
 def _read(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

@@ -14,7 +14,9 @@ fit a dataset is ``segments.validation``'s job.
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -33,9 +35,17 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from audiencesync.bounds import MAX_NESTING, nesting_depth
 from audiencesync.errors import UserInputError
+
+#: The largest rule document (YAML or JSON text) read, in bytes.
+MAX_RULES_BYTES = 64 * 1024
+#: How deep a rule's data may nest (each all/any group is two levels: a map and a list).
+MAX_RULES_DEPTH = 64
+#: Whole numbers a rule may hold: what DuckDB and PostgreSQL compare as BIGINT.
+INT64 = (-(2**63), 2**63 - 1)
 
 
 class Operator(StrEnum):
@@ -100,6 +110,31 @@ def _json_scalar(value: object) -> object:
     return value
 
 
+def scalar_problem(value: object) -> str | None:
+    """Why a rule cannot hold ``value`` (a NUL, a number no database compares), or None."""
+    if isinstance(value, str) and "\x00" in value:
+        return "holds a NUL character (\\u0000), which no database compares; remove it"
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not (INT64[0] <= value <= INT64[1])
+    ):
+        return (
+            "is a whole number beyond what databases compare "
+            f"(from {INT64[0]:,} to {INT64[1]:,}); use a smaller number"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number (NaN or infinity); use a number"
+    return None
+
+
+def _checked_scalar(value: object) -> object:
+    problem = scalar_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("bad_scalar", f"the value {_show(value)} {problem}.")
+    return value
+
+
 class _Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -124,8 +159,17 @@ class Condition(_Node):
     @classmethod
     def _dates_as_text(cls, value: object) -> object:
         if isinstance(value, list | tuple):
-            return [_json_scalar(v) for v in value]
-        return _json_scalar(value)
+            return [_checked_scalar(_json_scalar(v)) for v in value]
+        return _checked_scalar(_json_scalar(value))
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise PydanticCustomError(
+                "bad_scalar", "the field name holds a NUL character (\\u0000); remove it."
+            )
+        return value
 
 
 class AllGroup(_Node):
@@ -257,6 +301,12 @@ def parse_rules(data: object) -> RuleNode:
     """A rule from parsed YAML/JSON data; UserInputError lists every shape problem."""
     if data is None:
         raise UserInputError(f"the rules are empty: write one rule, {_NODE_SHAPES}.")
+    if _depth(data) > MAX_RULES_DEPTH:
+        raise UserInputError(
+            f"the rule nests deeper than {MAX_RULES_DEPTH} levels: flatten it (an 'all' "
+            "inside an 'all' is one 'all'), or split it into segments that refer to each "
+            "other."
+        )
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as error:
@@ -266,6 +316,21 @@ def parse_rules(data: object) -> RuleNode:
             path, key = _locate(detail)
             first.setdefault((path, key), Problem(path, _shape_message(detail, key)))
         raise rules_error(list(first.values())) from None
+
+
+def _depth(data: object) -> int:
+    """How deep lists and maps nest in ``data``, without recursion (stops past the cap)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, level)
+            if deepest > MAX_RULES_DEPTH:
+                return deepest
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, level + 1) for v in values)
+    return deepest
 
 
 def dump_rules(node: RuleNode) -> dict[str, Any]:
@@ -281,27 +346,110 @@ def rules_to_yaml(node: RuleNode) -> str:
     return yaml.safe_dump(dump_rules(node), sort_keys=False, allow_unicode=True)
 
 
-def load_rules_text(text: str, *, source: str = "the rules") -> RuleNode:
-    """A rule from YAML or JSON text (JSON is read as JSON so its errors read right)."""
+class _RefusedError(Exception):
+    """A rule document the bounded loader will not read (the reason is the message)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases or anchors, and with a nesting cap.
+
+    An alias bomb (anchors referring to anchors) expands to billions of nodes after a few
+    lines, and ``a: &a [*a]`` is a cycle: refusing aliases removes both, and the cap
+    stops a deep document before the (recursive) composer reaches Python's stack limit.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _RefusedError("YAML aliases (*name) are not accepted; write the rule out in full")
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if getattr(event, "anchor", None) is not None:
+            raise _RefusedError("YAML anchors (&name) are not accepted; write the rule out in full")
+        self.depth += 1
+        try:
+            if self.depth > MAX_RULES_DEPTH:
+                raise _RefusedError(
+                    f"the rule nests deeper than {MAX_RULES_DEPTH} levels; flatten it, or "
+                    "split it into segments that refer to each other"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _load_yaml(text: str) -> object:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def load_rules_text(text: str, *, source: str = "the rule text") -> RuleNode:
+    """A rule from YAML or JSON text (JSON is read as JSON so its errors read right).
+
+    Bounded: at most MAX_RULES_BYTES, nesting at most MAX_RULES_DEPTH deep, no YAML
+    aliases or anchors, no NUL characters; each refusal is one sentence.
+    """
+    return parse_rules(load_document(text, source=source))
+
+
+def load_document(text: str, *, source: str = "the rules") -> object:
+    """The data of a YAML or JSON rules document, read within the bounds rules have.
+
+    At most MAX_RULES_BYTES, nesting at most MAX_RULES_DEPTH deep, no YAML aliases or
+    anchors, no NUL characters; each refusal is one UserInputError sentence. Shared by
+    every rules file (segments, unifications).
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_RULES_BYTES:
+        raise UserInputError(
+            f"{source}: {size:,} bytes is more than the {MAX_RULES_BYTES:,} a rule may take; "
+            "split the rule into segments that refer to each other."
+        )
+    if "\x00" in text:
+        raise UserInputError(f"{source}: the text holds a NUL character (\\u0000); remove it.")
+    if nesting_depth(text) > min(MAX_NESTING, MAX_RULES_DEPTH):
+        raise UserInputError(
+            f"{source}: the rule nests deeper than {MAX_RULES_DEPTH} levels; flatten it, or "
+            "split it into segments that refer to each other."
+        )
     stripped = text.lstrip()
     try:
         if stripped.startswith(("{", "[")) and source.lower().endswith(".json"):
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
+    except _RefusedError as refused:
+        raise UserInputError(f"{source}: {refused}.") from None
+    except RecursionError:
+        raise UserInputError(f"{source}: the rule nests too deeply; flatten it.") from None
     except json.JSONDecodeError as error:
         raise UserInputError(
             f"{source} is not valid JSON (line {error.lineno}, column {error.colno}: "
-            f"{error.msg}): fix the file and retry."
+            f"{error.msg}): fix it and try again.",
+            field="rules",
         ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or "syntax error"
         raise UserInputError(
-            f"{source} is not valid YAML{where}: {problem}; fix the file and retry."
+            f"{source} is not valid YAML{where}: {problem}; fix it and try again.",
+            field="rules",
         ) from None
-    return parse_rules(data)
+    except ValueError as error:  # int() of a 4,301-digit number, a date like 2026-02-30
+        if "digits" in str(error):
+            raise UserInputError(
+                f"{source}: a number in the rule has more than {sys.get_int_max_str_digits():,} "
+                "digits, more than any field holds; shorten it."
+            ) from None
+        raise UserInputError(
+            f"{source}: a value cannot be read ({str(error).splitlines()[0][:120]}); fix it "
+            "and retry."
+        ) from None
+    return data
 
 
 def load_rules_file(path: Path) -> RuleNode:
@@ -336,21 +484,31 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-def rules_error(problems: list[Problem], *, subject: str | None = None) -> UserInputError:
-    """One UserInputError listing every problem once, one per line.
+class RulesError(UserInputError):
+    """Problems of a rule; ``paths`` are the rules at fault (``all[1]``, ``any[0].all[2]``,
+    ``top``), so a rule builder can mark those rows."""
+
+    def __init__(self, message: str, *, paths: tuple[str, ...]) -> None:
+        super().__init__(message, field="rules")
+        self.paths = paths
+
+
+def rules_error(problems: list[Problem], *, subject: str | None = None) -> RulesError:
+    """One RulesError listing every problem once, one per line.
 
     ``subject`` (such as "segment 'x' no longer fits dataset 'd'") opens the message.
     """
     unique = list(dict.fromkeys(problems))
+    paths = tuple(dict.fromkeys(p.path for p in unique))
     if len(unique) == 1:
-        return UserInputError(f"{subject}: {unique[0]}" if subject else f"{unique[0]}")
+        return RulesError(f"{subject}: {unique[0]}" if subject else f"{unique[0]}", paths=paths)
     head = (
         f"{subject}; {len(unique)} problems"
         if subject
         else f"the rules have {len(unique)} problems"
     )
     lines = "\n".join(f"  - {p}" for p in unique)
-    return UserInputError(f"{head}:\n{lines}")
+    return RulesError(f"{head}:\n{lines}", paths=paths)
 
 
 def _locate(error: ErrorDetails) -> tuple[str, str | None]:
@@ -381,6 +539,8 @@ def _locate(error: ErrorDetails) -> tuple[str, str | None]:
 def _shape_message(error: ErrorDetails, key: str | None) -> str:
     kind = error["type"]
     given = error.get("input")
+    if kind == "bad_scalar":
+        return str(error["msg"])
     if kind == "invalid_rule":
         return f"{_show(given)} is not a rule; write {_NODE_SHAPES}."
     if kind == "missing":

@@ -31,7 +31,7 @@ from audiencesync.control.models import (
 )
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.sync_models import Export, ExportSegment
-from audiencesync.errors import ConflictError, UserInputError
+from audiencesync.errors import ConflictError, Fix, UserInputError
 from audiencesync.profiles.store import check_dataset_name
 from audiencesync.segments.evaluation import (
     missing_segment,
@@ -223,8 +223,9 @@ def create_segment(
     with ctx.db.session() as session:
         if session.scalar(select(Segment.id).where(Segment.name == segment)) is not None:
             raise ConflictError(
-                f"a segment named {segment!r} already exists: choose another name, or use "
-                "`audiencesync segments update`."
+                f"a segment named {segment!r} already exists: choose another name",
+                field="name",
+                fix=Fix("update_segment"),
             )
     _check(ctx, rules, dataset=dataset, segment=segment)
     stored = dump_rules(rules)
@@ -434,7 +435,9 @@ def preview_segment(
     """The first ``limit`` members ordered by key (all fields, or ``fields``), and the size."""
     require(actor, Action.READ)
     if not 0 <= limit <= MAX_PREVIEW_ROWS:
-        raise UserInputError(f"--limit must be between 0 and {MAX_PREVIEW_ROWS:,}.")
+        raise UserInputError(
+            f"the number of rows must be between 0 and {MAX_PREVIEW_ROWS:,}.", field="limit"
+        )
     started = time.perf_counter()
     with prepare(ctx, [check_segment_name(name)], now=now) as prepared:
         segment = prepared.segments[0]

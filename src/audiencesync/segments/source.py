@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
@@ -23,7 +23,7 @@ from sqlalchemy import select
 from audiencesync import duck
 from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset
-from audiencesync.errors import NotFoundError
+from audiencesync.errors import Fix, NotFoundError
 from audiencesync.profiles import linked, store
 from audiencesync.segments.fields import FieldType, kind_of
 
@@ -37,6 +37,10 @@ class ProfileSource:
     key: str
     backend: Any
     table: ir.Table
+    #: the linked source's URL (None for an imported dataset), for engines that read
+    #: members by another path than Ibis (ADBC for PostgreSQL, Parquet for Spark). It may
+    #: hold a password: never in the repr.
+    url: str | None = field(default=None, repr=False)
 
     @property
     def engine(self) -> str:
@@ -57,7 +61,7 @@ def dataset_row(ctx: Context, name: str) -> tuple[int, str, str]:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         if row is None:
             raise NotFoundError(
-                f"there is no profile dataset named {name!r}: see `audiencesync profiles list`."
+                f"there is no profile dataset named {name!r}.", fix=Fix("list", "profiles")
             )
         return row.id, row.kind, row.key_column
 
@@ -67,14 +71,20 @@ def open_source(ctx: Context, dataset: str) -> Iterator[ProfileSource]:
     """The dataset's table, open for the duration of the block."""
     _, kind, key = dataset_row(ctx, dataset)
     if kind == linked.LINK:
+        url = linked.link_url_of(ctx, dataset)
         with linked.open_linked(ctx, dataset) as (backend, table):
-            yield ProfileSource(dataset, kind, key, backend, table)
+            yield ProfileSource(dataset, kind, key, backend, table, url)
         return
-    path = store.parquet_path(ctx, dataset)
+    data = store.parquet_key(ctx, dataset)
     backend = ibis.duckdb.connect(**duck.config())
     duck.quiet(backend.con)
     try:
-        table = backend.read_parquet(path, table_name=dataset)
+        path = ctx.storage.local_path(data)
+        if path is not None:
+            table = backend.read_parquet(path, table_name=dataset)
+        else:  # in a bucket: DuckDB scans an Arrow dataset over Arrow's S3 filesystem
+            backend.con.register(dataset, ctx.storage.dataset(data))
+            table = backend.table(dataset)
         yield ProfileSource(dataset, kind, key, backend, table)
     finally:
         backend.disconnect()

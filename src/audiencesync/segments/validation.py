@@ -25,6 +25,7 @@ from audiencesync.segments.rules import (
     SegmentRef,
     format_path,
     parse_period,
+    scalar_problem,
     walk,
 )
 
@@ -104,9 +105,12 @@ def _value_problem(condition: Condition, ftype: FieldType) -> str | None:
 
 def _read_problem(field: str, ftype: FieldType, value: object) -> str | None:
     try:
-        read_value(ftype, value)
+        read = read_value(ftype, value)
     except BadValueError as problem:
         return f"value {problem} (field {field!r} holds {ftype.words})."
+    out_of_range = scalar_problem(read)  # such as the text "1e999" read as a number
+    if out_of_range is not None:
+        return f"the value {value!r} {out_of_range} (field {field!r} holds {ftype.words})."
     return None
 
 

@@ -30,6 +30,7 @@ from audiencesync.destinations.snapchat.oauth import (
 )
 from audiencesync.errors import (
     ConflictError,
+    Fix,
     NotFoundError,
     PermissionDeniedError,
     UserInputError,
@@ -129,16 +130,41 @@ def _check_name(name: str) -> str:
     if not cleaned or len(cleaned) > 100 or any(ch in cleaned for ch in "\n\r\t"):
         raise UserInputError(
             "a connection's display name must be 1 to 100 characters on one line: "
-            "choose one that says what the connection is for."
+            "choose one that says what the connection is for.",
+            field="name",
         )
     return cleaned
+
+
+def check_new_name(ctx: Context, actor: Actor, name: str) -> str:
+    """A new connection's display name, checked valid and free before the sign-in starts.
+
+    Checked again at save (someone may take the name meanwhile).
+    """
+    require(actor, Action.MANAGE_CONNECTIONS)
+    display = _check_name(name)
+    with ctx.db.session() as session:
+        if session.scalar(select(Connection.id).where(Connection.name == display)) is not None:
+            raise ConflictError(
+                f"a connection named {display!r} already exists: choose another.", field="name"
+            )
+    return display
+
+
+def reached_account(ctx: Context, actor: Actor, tokens: TokenSet) -> tuple[AccountInfo, TokenSet]:
+    """What fresh tokens reach (user, organizations, ad accounts), before saving them.
+
+    Also the tokens to keep: a refresh during the check rotates the refresh token.
+    """
+    require(actor, Action.MANAGE_CONNECTIONS)
+    return _checked(ctx, tokens)
 
 
 def get_row(session: Session, name: str) -> Connection:
     row = session.scalar(select(Connection).where(Connection.name == name))
     if row is None:
         raise NotFoundError(
-            f"there is no connection named {name!r}: see `audiencesync connections list`."
+            f"there is no connection named {name!r}.", fix=Fix("list", "connections")
         )
     return row
 
@@ -198,10 +224,12 @@ def create_snapchat_connection(
     require(actor, Action.MANAGE_CONNECTIONS)
     check_consent(agreed)
     display = _check_name(name)
-    account = check_tokens(ctx, tokens)
+    account, tokens = _checked(ctx, tokens)
     with ctx.db.session() as session:
         if session.scalar(select(Connection).where(Connection.name == display)) is not None:
-            raise ConflictError(f"a connection named {display!r} already exists: choose another.")
+            raise ConflictError(
+                f"a connection named {display!r} already exists: choose another.", field="name"
+            )
         now = utcnow()
         row = Connection(
             name=display,
@@ -233,19 +261,28 @@ def create_snapchat_connection(
         return _view(session, actor, row)
 
 
+def _checked(ctx: Context, tokens: TokenSet) -> tuple[AccountInfo, TokenSet]:
+    """The account fresh tokens reach, and the tokens to save: the last set the checks
+    were given (a refresh during the checks rotates the refresh token)."""
+    latest: list[TokenSet] = [tokens]
+    account = check_tokens(ctx, tokens, latest.append)
+    return account, latest[-1]
+
+
 def check_consent(agreed: bool) -> None:
     """No consent, no connection."""
     if not agreed:
         raise UserInputError(
             "a connection needs your agreement to the data privacy and compliance text: "
-            "read it, then agree (--agree on the command line, the 'I agree' box in the UI)."
+            "read it, then agree to it.",
+            field="agree",
         )
 
 
 def reauthenticate(ctx: Context, actor: Actor, name: str, tokens: TokenSet) -> ConnectionView:
     """Replace a connection's tokens after a new sign-in; clears "needs re-authentication"."""
     require(actor, Action.MANAGE_CONNECTIONS)
-    account = check_tokens(ctx, tokens)
+    account, tokens = _checked(ctx, tokens)
     with ctx.db.session() as session:
         row = get_row(session, name)
         before = {"status": row.status, "platform_user": row.platform_user_name}
@@ -291,8 +328,8 @@ def remove_connection(ctx: Context, actor: Actor, name: str, *, detach: bool = F
         names = sorted(e.name for e in exports)
         if exports and not detach:
             raise ConflictError(
-                f"connection {row.name!r} is used by export(s) {', '.join(names)}: remove them, "
-                "or pass --detach to keep them inactive until they get another connection."
+                f"connection {row.name!r} is used by export(s) {', '.join(names)}: remove them",
+                fix=Fix("detach"),
             )
         for export in exports:
             export.connection_id = None
@@ -320,6 +357,6 @@ def get_connection(ctx: Context, actor: Actor, name: str) -> ConnectionView:
         row = get_row(session, name)
         if not visible(actor, row):
             raise NotFoundError(
-                f"there is no connection named {name!r}: see `audiencesync connections list`."
+                f"there is no connection named {name!r}.", fix=Fix("list", "connections")
             )
         return _view(session, actor, row)

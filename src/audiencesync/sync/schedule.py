@@ -7,17 +7,19 @@ every enabled export that follows the system refresh is queued (Customer Insight
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import ExpressionDescriptor, FormatError, Options
 from croniter import croniter
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from audiencesync.control import audit
 from audiencesync.control.context import Context
-from audiencesync.control.models import utcnow
+from audiencesync.control.models import AuditEntry, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.sync_models import SystemSchedule
 from audiencesync.errors import UserInputError
@@ -31,6 +33,77 @@ class ScheduleView:
     next_run_at: datetime | None
     last_fired_at: datetime | None
     updated_by: str | None
+    #: when a system refresh last ran (scheduled or "Refresh now"); None: never.
+    last_refresh_at: datetime | None = None
+
+    @property
+    def words(self) -> str:
+        """The system refresh in words: "off: ..." or "daily at 03:00 UTC, next ..."."""
+        if not self.enabled:
+            return "off: the system refresh is off"
+        return f"{describe_cron(self.cron)} {self.timezone}{next_words(self.next_run_at)}"
+
+
+_HHMM = re.compile(r"^\d{1,2}$")
+
+
+def describe_cron(cron: str) -> str:
+    """A cron expression in words, as typed: "daily at 03:00", "every 15 minutes"...
+
+    Times are of the schedule's own time zone (said after it by the callers).
+    """
+    fields = cron.split()
+    if len(fields) == 5 and fields[2:] == ["*", "*", "*"]:
+        minute, hour = fields[0], fields[1]
+        if _HHMM.match(minute) and _HHMM.match(hour):
+            return f"daily at {int(hour):02d}:{int(minute):02d}"
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    try:
+        text = str(ExpressionDescriptor(cron, options).get_description())
+    except (FormatError, ValueError, IndexError, KeyError):
+        return f"on the cron schedule {cron}"
+    return text[:1].lower() + text[1:]
+
+
+def when_words(moment: datetime | None) -> str:
+    """A moment as every page says it: in UTC, "2026-12-02 03:00 UTC"."""
+    if moment is None:
+        return "—"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(ZoneInfo("UTC"))
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def next_words(moment: datetime | None) -> str:
+    return f", next {when_words(moment)}" if moment is not None else ""
+
+
+def export_schedule_words(
+    *,
+    schedule: str,
+    timezone: str,
+    enabled: bool,
+    connected: bool,
+    needs_reauth: bool,
+    system: ScheduleView | None,
+    next_run_at: datetime | None,
+) -> str:
+    """When an export runs next, in words (the same in the UI, the API and the CLI)."""
+    if not connected:
+        return "off: the export has no connection"
+    if not enabled:
+        return "off: the export is disabled"
+    if needs_reauth:
+        return "paused: its connection needs re-authentication"
+    if schedule == "manual":
+        return "on demand only"
+    if schedule == "system":
+        if system is None or not system.enabled:
+            return "off: the system refresh is off (runs on demand only)"
+        return f"with the system refresh, {system.words}"
+    return f"{describe_cron(schedule)} {timezone}{next_words(next_run_at)}"
 
 
 def check_cron(cron: str, timezone: str) -> None:
@@ -70,9 +143,24 @@ def row(session: Session) -> SystemSchedule:
     return schedule
 
 
+#: the audit action of a system refresh that ran (the schedule's, or "Refresh now").
+REFRESHED = "schedule.refresh"
+
+
+def _last_refresh(session: Session) -> datetime | None:
+    return session.scalar(
+        select(AuditEntry.at)
+        .where(AuditEntry.action == REFRESHED)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    )
+
+
 def _view(schedule: SystemSchedule, now: datetime) -> ScheduleView:
     upcoming = next_fire(schedule.cron, schedule.timezone, now) if schedule.enabled else None
+    session = object_session(schedule)
     return ScheduleView(
+        last_refresh_at=_last_refresh(session) if session is not None else None,
         enabled=schedule.enabled,
         cron=schedule.cron,
         timezone=schedule.timezone,
@@ -80,6 +168,12 @@ def _view(schedule: SystemSchedule, now: datetime) -> ScheduleView:
         last_fired_at=schedule.last_fired_at,
         updated_by=schedule.updated_by,
     )
+
+
+def current(session: Session, now: datetime) -> ScheduleView | None:
+    """The system schedule read in a session (None before it was first set)."""
+    schedule = session.scalar(select(SystemSchedule).limit(1))
+    return None if schedule is None else _view(schedule, now)
 
 
 def get_schedule(ctx: Context, actor: Actor) -> ScheduleView:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -16,13 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiencesync import __version__
 from audiencesync.api import errors
-from audiencesync.api.deps import get_context
-from audiencesync.api.router import PREFIX, api_router
+from audiencesync.api.deps import SESSION_COOKIE, get_context
+from audiencesync.api.router import PREFIX, api_router, openapi_document
+from audiencesync.bounds import MAX_NESTING, nesting_depth
 from audiencesync.control.context import Context
-from audiencesync.errors import AudiencesyncError
+from audiencesync.errors import AudiencesyncError, DatabaseUnavailableError
 from audiencesync.settings import Settings, load_settings
 from audiencesync.web.common import HERE, LoginRequiredError, Page, templates
 from audiencesync.web.pages import router as pages_router
+from audiencesync.wording import for_web
 
 PAGE_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -66,6 +69,155 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class BodyTooLargeError(AudiencesyncError):
+    """A request body over its cap (AUDIENCESYNC_MAX_REQUEST_BYTES / MAX_UPLOAD_BYTES)."""
+
+    http_status = 413
+
+
+def _too_large(cap: int, upload: bool) -> str:
+    setting = "AUDIENCESYNC_MAX_UPLOAD_BYTES" if upload else "AUDIENCESYNC_MAX_REQUEST_BYTES"
+    return (
+        f"the request body is larger than {cap:,} bytes, the most this server reads "
+        f"({setting}): send less, or ask the administrator to raise it."
+    )
+
+
+class BodyLimit:
+    """Caps request bodies, and how deep a JSON body nests, before any parser runs.
+
+    JSON and form bodies are read whole (at most ``max_bytes``) and measured; uploads
+    (multipart) stream through, counted against ``max_upload_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _holds_nul(scope):
+            # No name, value or rule holds a NUL; PostgreSQL refuses one in any text (a
+            # 500 before: schemathesis found it in paths and query strings).
+            await _refuse(scope, receive, send, 400, NUL_DETAIL)
+            return
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        # The first of each header, as Starlette's parsers read them (dict() kept the last).
+        headers: dict[bytes, bytes] = {}
+        for key, value in raw:
+            headers.setdefault(key.lower(), value)
+        for once in (b"content-type", b"content-length"):
+            if sum(1 for key, _ in raw if key.lower() == once) > 1:
+                detail = (
+                    f"the request has several {once.decode()} headers: send one, so the "
+                    "server reads the body the way it was sent."
+                )
+                await _refuse(scope, receive, send, 400, detail)
+                return
+        content_type = headers.get(b"content-type", b"").lower()
+        upload = content_type.startswith(b"multipart/form-data")
+        if upload and not _has_credentials(headers):
+            # An upload is read (and stored) before the route checks who sent it: without
+            # a token or a session cookie, refuse it before reading a byte.
+            detail = (
+                "sign in first: uploads need a session or an API token (Authorization: Bearer ...)."
+            )
+            await _refuse(scope, receive, send, 401, detail, {"WWW-Authenticate": "Bearer"})
+            return
+        cap = self.max_upload_bytes if upload else self.max_bytes
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > cap:
+            await _refuse(scope, receive, send, 413, _too_large(cap, upload))
+            return
+        if upload:
+            await self.app(scope, _counting(receive, cap), send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > cap:
+                await _refuse(scope, receive, send, 413, _too_large(cap, upload))
+                return
+        if b"json" in content_type and _JSON_NUL.search(body):
+            await _refuse(scope, receive, send, 400, NUL_DETAIL)
+            return
+        if b"json" in content_type and nesting_depth(bytes(body)) > MAX_NESTING:
+            detail = (
+                f"the request body nests deeper than {MAX_NESTING} levels: no request of "
+                "this API needs that; flatten it."
+            )
+            await _refuse(scope, receive, send, 400, detail)
+            return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+NUL_DETAIL = (
+    "the request holds a NUL character (\\u0000 or %00): no name, value or rule may hold "
+    "one; remove it."
+)
+#: ``\u0000`` in JSON text, unless its backslash is itself escaped (``\\u0000``).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _holds_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
+def _has_credentials(headers: dict[bytes, bytes]) -> bool:
+    if headers.get(b"authorization", b"").strip():
+        return True
+    cookies = headers.get(b"cookie", b"").decode("latin-1")
+    return any(part.strip().startswith(f"{SESSION_COOKIE}=") for part in cookies.split(";"))
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    await errors.json_error(status, detail, headers)(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _counting(receive: Receive, cap: int) -> Receive:
+    total = 0
+
+    async def counted() -> Message:
+        nonlocal total
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > cap:
+                raise BodyTooLargeError(_too_large(cap, True))
+        return message
+
+    return counted
+
+
 def _back_to(request: Request) -> str | None:
     """The page a failed form was posted from, when it is on this site and signed in."""
     if request.method != "POST" or request.headers.get("hx-request"):
@@ -103,12 +255,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return errors.from_service(error)
         back = _back_to(request)
-        if back is not None:
+        if back is not None and not isinstance(error, DatabaseUnavailableError):
             # A button on a page failed: show why on that page, in plain words.
             page = Page(get_context(request), request.state.principal)
-            await run_in_threadpool(page.flash, error.message, kind="error")
+            await run_in_threadpool(page.flash, for_web(error), kind="error")
             return RedirectResponse(back, status_code=303)
-        return _error_page(request, error.http_status, error.message)
+        return _error_page(request, error.http_status, for_web(error))
 
     async def validation_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -134,6 +286,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = errors.unexpected(error)
         if _is_api(request):
             return response
+        if isinstance(error, AudiencesyncError):
+            return _error_page(request, error.http_status, for_web(error))
         return _error_page(request, 500, errors.UNEXPECTED)
 
     app.add_exception_handler(AudiencesyncError, service_error)
@@ -174,6 +328,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.include_router(api_router())
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -199,5 +354,10 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
 
     _install_error_handlers(app)
     auth_origin = settings.snapchat_auth_url.rstrip("/")
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(SecurityHeaders, auth_origin=auth_origin)
     return app

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
@@ -25,16 +25,20 @@ from audiencesync.api.deps import (
 )
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, allowed
-from audiencesync.errors import PermissionDeniedError
+from audiencesync.errors import AudiencesyncError, PermissionDeniedError
+from audiencesync.sync.exports import KIND_WORDS
+from audiencesync.sync.schedule import when_words
+from audiencesync.wording import field_label, for_web
 
 HERE = Path(__file__).parent
+#: what a page shows as a form's error: a sentence, or a service error (its field marked).
+FormError: TypeAlias = str | AudiencesyncError | None
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
 def _when(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:%Y-%m-%d %H:%M} {value.tzname() or 'UTC'}"
+    """Every time a page shows is in UTC (the schedules' own zones are named in words)."""
+    return when_words(value)
 
 
 def _number(value: object) -> str:
@@ -52,6 +56,8 @@ def _total(value: object) -> int:
 templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
 templates.env.filters["total"] = _total
+templates.env.globals["field_label"] = field_label
+templates.env.filters["kind_words"] = lambda kind: KIND_WORDS.get(str(kind), str(kind))
 templates.env.filters["q"] = lambda value: quote(str(value), safe="")
 
 
@@ -169,9 +175,11 @@ def can(actor: Actor) -> dict[str, bool]:
         "manage_users": allowed(actor, Action.MANAGE_USERS),
         "manage_schedule": allowed(actor, Action.MANAGE_SCHEDULE),
         "manage_connections": allowed(actor, Action.MANAGE_CONNECTIONS),
+        "manage_sources": allowed(actor, Action.MANAGE_SOURCES),
         "edit_datasets": allowed(actor, Action.EDIT_DATASETS),
         "edit_segments": allowed(actor, Action.EDIT_SEGMENTS),
         "edit_exports": allowed(actor, Action.EDIT_EXPORTS),
+        "manage_privacy": allowed(actor, Action.MANAGE_PRIVACY),
     }
 
 
@@ -179,6 +187,11 @@ def render(
     request: Request, page: Page, template: str, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     """A page of the signed-in user, with the messages waiting for them."""
+    error = context.get("error")
+    if isinstance(error, AudiencesyncError):
+        # The sentence in the web's words; the form shows it next to its field.
+        context["error"] = for_web(error)
+        context.setdefault("error_field", error.field)
     messages: list[dict[str, str]] = []
     if not context.get("fragment", False):
         messages = list(page.session.data.pop("flash", []))

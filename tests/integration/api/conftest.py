@@ -3,7 +3,9 @@
 Every response any client of these tests receives is recorded; after each test the
 bodies and headers are searched for the OAuth client secret, every Snapchat token the
 emulator issued, password hashes and API tokens (outside the one response that creates
-a token): none may ever appear.
+a token): none may ever appear. The sentences of every response (JSON error and message
+fields, the visible text of pages) are searched for command-line flags and commands:
+the web and the API name fields and buttons, never ``--flags`` (tests/cli_words.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from audiencesync.emulator.server import bind, url_of
 from audiencesync.emulator.testing import EmulatorHandle, running_emulator
 from audiencesync.settings import Settings
 from audiencesync.web.app import create_app
+from tests.cli_words import cli_words_in_response
 from tests.conftest import _initialised, make_actors
 from tests.snap_helpers import emulator_settings, load_profiles
 
@@ -39,7 +42,7 @@ class AppServer:
         self.url = url_of(self.sock)
         config = uvicorn.Config(
             create_app(ctx.settings, context=ctx), log_config=None, access_log=False,
-            lifespan="on",
+            lifespan="on", proxy_headers=False,  # as `serve` runs it
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -65,10 +68,16 @@ class Recorder:
     responses: list[tuple[str, str]] = field(default_factory=list)
     created_tokens: set[str] = field(default_factory=set)
 
+    cli_words: list[tuple[str, list[str]]] = field(default_factory=list)
+
     def hook(self, response: httpx.Response) -> None:
         response.read()
         headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
         self.responses.append((str(response.request.url), headers + "\n" + response.text))
+        url = str(response.request.url)
+        found = cli_words_in_response(url, response.headers.get("content-type", ""), response.text)
+        if found:
+            self.cli_words.append((f"{response.request.method} {url}", found))
 
 
 @dataclass
@@ -148,6 +157,9 @@ def api(ctx: Context, emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Api]
         for client in harness.clients.values():
             client.close()
         server.stop()
+    assert not recorder.cli_words, (
+        f"command-line words in what the web or API said: {recorder.cli_words}"
+    )
     leaked = _secrets(ctx, emulator)
     for url, text in recorder.responses:
         for secret in leaked:

@@ -27,7 +27,16 @@ def test_datasets_upload_path_schema_sample_refresh_remove(api: Api) -> None:
     by_path = api.admin.post(
         "/api/v1/datasets", json={"path": str(source), "key": "customer_id", "name": "more"}
     )
-    assert by_path.status_code == 201
+    # No AUDIENCESYNC_IMPORT_FOLDERS: the server reads no path (tests/security covers them).
+    assert by_path.status_code == 403
+    assert "AUDIENCESYNC_IMPORT_FOLDERS" in by_path.json()["detail"]
+    with source.open("rb") as handle:
+        more = api.admin.post(
+            "/api/v1/datasets/upload",
+            files={"file": ("more.csv", handle, "text/csv")},
+            data={"key": "customer_id", "name": "more"},
+        )
+    assert more.status_code == 201, more.text
     schema = api.viewer.get("/api/v1/datasets/more/schema").json()
     assert {"name": "age", "type": "BIGINT"} in schema
     sample = api.viewer.get("/api/v1/datasets/more/sample", params={"limit": 2}).json()
@@ -62,7 +71,7 @@ def test_an_unknown_format_or_duplicate_policy_is_a_plain_400(api: Api) -> None:
             "/api/v1/datasets/upload", files={"file": people}, data={"key": "id", field: value}
         )
         assert answer.status_code == 400, answer.text
-        assert answer.json() == {"detail": expected}
+        assert answer.json() == {"detail": expected, "field": field}
         path = api.contributor.post(
             "/api/v1/datasets", json={"path": "/nowhere.csv", "key": "id", field: value}
         )
@@ -242,6 +251,7 @@ def test_exports_runs_progress_cancel_clear(profiles: Api) -> None:
     wrong = add_export_via_api(api, client, "other", create_audience=False, audience_id="12345")
     assert wrong.status_code == 400
     assert "Audience Manager" in wrong.json()["detail"]
+    assert wrong.json()["field"] == "audience_id"  # the form shows it next to that field
     # Run: queued by the API, executed by a worker, read back with counts and progress.
     queued = client.post("/api/v1/exports/weekly/run").json()
     assert queued["status"] == "queued"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,9 +15,10 @@ from audiencesync.control.models import Role
 from audiencesync.control.web_models import PendingAuthorization
 from audiencesync.errors import UserInputError
 from audiencesync.segments.rules import parse_rules
+from audiencesync.sync.audience import ReadingView
 from audiencesync.sync.runs import RunView
 from audiencesync.web import builder
-from audiencesync.web.charts import run_chart, run_points, sparkline
+from audiencesync.web.charts import export_chart, run_readings, sparkline
 from tests.integration.api.conftest import Api, add_export_via_api, connect_via_api
 from tests.integration.api.test_auth import sign_in
 
@@ -232,16 +234,17 @@ def test_an_unknown_format_or_duplicate_policy_is_said_on_the_profiles_page(api:
         for field, value, expected in (
             ("format", "xml", "unknown format &#39;xml&#39;: use one of csv"),
             ("on_duplicate_key", "zz", "unknown on_duplicate_key &#39;zz&#39;: use one of error"),
+            ("encoding", "klingon", "unknown encoding &#39;klingon&#39;"),
         ):
             base = {"csrf_token": token, "key": "id", field: value}
-            by_path = browser.post("/profiles/import", data={**base, "path": str(source)})
-            assert by_path.status_code == 400
-            assert expected in by_path.text
+            # (A server path outside the import folders is refused before its options:
+            # tests/security/test_sources.py. An upload is always read.)
             uploaded = browser.post(
                 "/profiles/import", data=base, files={"file": ("people.csv", source.read_bytes())}
             )
             assert uploaded.status_code == 400
             assert expected in uploaded.text
+            assert f'data-field="{field}"' in uploaded.text  # next to its field
     finally:
         browser.close()
     assert api.contributor.get("/api/v1/datasets").json() == []
@@ -393,25 +396,77 @@ def _run(run_id: int, added: int, removed: int, size: int | None, **extra: objec
     return RunView(**values)  # type: ignore[arg-type]
 
 
-def test_the_chart_shows_finished_runs_oldest_first() -> None:
+def _reading(reading_id: int, matched: int | None, held: int | None, status: str) -> ReadingView:
+    return ReadingView(
+        id=reading_id, run_id=1, read_at=datetime(2026, 11, 28, 13, reading_id, tzinfo=UTC),
+        trigger="follow_up", approximate_number_users=matched, upload_status=status,
+        targetable_status="READY", identifiers_held=held, error=None, drifted=False,
+    )  # fmt: skip
+
+
+def test_the_chart_data_shows_sent_runs_oldest_first_and_no_stale_matched_size() -> None:
     history = [
         _run(3, 0, 0, None, status="running", finished_at=None),
         _run(2, 5, 20, 1000),
         _run(4, 7, 0, None, dry_run=True),
         _run(1, 100, 0, 1100),
     ]
-    points = run_points(history)
-    assert [(p.run_id, p.sent_total, p.audience_size) for p in points] == [
-        (1, 100, 1100),
-        (2, 85, 1000),
-    ]
-    chart = str(run_chart(history))
-    assert chart.count('class="point"') == 2
-    assert "+100 added" in chart
-    assert "style=" not in chart  # the CSP forbids inline styles
-    assert "No finished runs" in str(run_chart([]))
+    readings = [_reading(1, 0, 1000, "PROCESSING"), _reading(2, 700, 1000, "COMPLETE")]
+    chart = export_chart(history, readings)
+    assert chart["runs"] == {
+        "labels": ["run 1", "run 2"], "run_ids": [1, 2], "added": [100, 5], "removed": [0, 20],
+        "emptied": [0, 0],
+    }  # fmt: skip
+    audience = chart["audience"]
+    assert audience["held"] == [1000, 1000]
+    assert audience["matched"] == [None, 700]  # 0 while processing is not a matched size
+    assert audience["match_rate"] == [None, 70.0]
     assert str(sparkline([1])) == ""
     assert "polyline" in str(sparkline([1, 5, 3]))
+
+
+def test_the_chart_counts_an_emptying_as_removals_and_labels_readings_to_the_second() -> None:
+    clear = _run(2, 0, 0, None, trigger="clear")
+    clear = replace(clear, counts={"cleared": True, "emptied": True, "emptied_held": 998})
+    rebuilt = _run(3, 998, 0, 699, replace=True)
+    rebuilt = replace(rebuilt, counts={**rebuilt.counts, "emptied": True, "emptied_held": 998})
+    history = [_run(1, 998, 0, 699), clear, rebuilt]
+    same_minute = [
+        replace(
+            _reading(1, 699, 998, "COMPLETE"), read_at=datetime(2026, 11, 28, 13, 1, 5, tzinfo=UTC)
+        ),
+        replace(
+            _reading(2, 0, 0, "COMPLETE"), read_at=datetime(2026, 11, 28, 13, 1, 40, tzinfo=UTC)
+        ),
+    ]
+    chart = export_chart(history, same_minute)
+    assert chart["runs"]["added"] == [998, 0, 998]
+    assert chart["runs"]["removed"] == [0, 998, 998]  # what each emptying removed
+    assert chart["runs"]["emptied"] == [0, 1, 1]
+    labels = chart["audience"]["labels"]
+    assert labels == ["2026-11-28 13:01:05", "2026-11-28 13:01:40"]
+
+
+def test_a_runs_matched_users_are_its_own_readings_not_later_daily_ones() -> None:
+    first, second = _run(1, 998, 0, None), _run(2, 5, 0, None)
+    second = replace(second, started_at=datetime(2026, 11, 28, 15, 0, tzinfo=UTC))
+
+    def at(reading_id: int, run_id: int, hour: int, matched: int, status: str) -> ReadingView:
+        return replace(
+            _reading(reading_id, matched, 998, status), run_id=run_id,
+            read_at=datetime(2026, 11, 28, hour, reading_id, tzinfo=UTC),
+        )  # fmt: skip
+
+    readings = [
+        at(1, 1, 12, 0, "PROCESSING"),  # the run's read-back: still matching
+        at(2, 1, 13, 699, "COMPLETE"),  # the follow-up that found it matched
+        at(3, 1, 14, 650, "COMPLETE"),  # a daily reading: the audience's, not the run's
+        at(4, 2, 16, 700, "COMPLETE"),
+        at(5, 2, 17, 20, "COMPLETE"),  # drifted much later: not credited to run 2
+    ]
+    own = run_readings([second, first], readings)
+    assert own[1].id == 2
+    assert own[2].id == 4
 
 
 def test_roles_see_their_own_navigation(api: Api) -> None:

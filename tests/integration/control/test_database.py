@@ -12,12 +12,19 @@ from audiencesync.control.db import Database
 from audiencesync.control.secrets import SecretBox
 from audiencesync.errors import NotSetUpError
 from audiencesync.settings import Settings
+from audiencesync.wording import for_cli, for_web
 
 
 def test_an_uninitialised_home_says_to_run_init(settings: Settings) -> None:
     settings.resolved_home.mkdir(parents=True)
-    with pytest.raises(NotSetUpError, match="run `audiencesync init` first"):
+    with pytest.raises(NotSetUpError) as caught:
         Context.open(settings)
+    # The service says what is wrong and carries the fix; the CLI words it as a command,
+    # the web as what to do there.
+    assert caught.value.fix is not None
+    assert caught.value.fix.kind == "init"
+    assert "run `audiencesync init` first" in for_cli(caught.value)
+    assert "audiencesync init" not in for_web(caught.value)
 
 
 def test_migrations_reach_head_and_are_idempotent(settings: Settings) -> None:

@@ -192,7 +192,7 @@ def test_invalid_grant_asks_for_reconnection(emulator: Any, connected: Connect) 
     emulator.revoke_tokens()
     with pytest.raises(ReauthenticationRequiredError) as caught:
         client.me()
-    assert "`audiencesync connections reauth snap-test`" in caught.value.message
+    assert "re-authenticate connection snap-test" in caught.value.message
     assert not caught.value.retryable
     with pytest.raises(ReauthenticationRequiredError):
         client.organizations()

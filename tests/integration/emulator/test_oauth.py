@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from audiencesync.emulator.testing import EmulatorHandle, running_emulator
+from audiencesync.emulator.testing import EmulatorHandle, running_emulator, start_emulator_process
 from tests.integration.emulator.helpers import FakeClock, bearer_client
 
 AUTHORIZE = "/login/oauth2/authorize"
@@ -256,3 +256,30 @@ def test_access_tokens_expire_after_the_ttl_and_refresh_still_works() -> None:
             assert api.get("/v1/me").status_code == 401
         with httpx.Client(base_url=emulator.auth_url) as client:
             assert _refresh(client, emulator, tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize(("ttl", "expires_in"), [(0.4, 1), (1.2, 2), (5.0, 5)])
+def test_expires_in_is_the_ttl_rounded_up_never_zero(ttl: float, expires_in: int) -> None:
+    """``--token-ttl 0.4`` said expires_in 0, which a client reads as no lifetime."""
+    clock = FakeClock()
+    with running_emulator(clock=clock, token_ttl=ttl) as emulator:
+        tokens = emulator.obtain_tokens()
+        assert tokens["expires_in"] == expires_in
+        with httpx.Client(base_url=emulator.auth_url) as client:
+            refreshed = _refresh(client, emulator, tokens["refresh_token"])
+        assert refreshed.json()["expires_in"] == expires_in
+
+
+def test_the_emulator_cli_accepts_the_web_ui_callback_with_no_flag() -> None:
+    # `make emulator` then `make serve`: the browser comes back to serve's own callback on
+    # port 8000 (or any other), which the emulator must accept without --redirect-uri.
+    web_callback = "http://127.0.0.1:8000/connections/callback"
+    with start_emulator_process() as emulator:
+        page = httpx.get(emulator.authorize_url(redirect_uri=web_callback))
+        assert page.status_code == 200
+        assert "Approve" in page.text
+    with start_emulator_process("--registered-redirects-only") as emulator:
+        refused = httpx.get(emulator.authorize_url(redirect_uri=web_callback))
+        assert refused.status_code == 400
+        assert "is not registered" in refused.text
+        assert httpx.get(emulator.authorize_url()).status_code == 200

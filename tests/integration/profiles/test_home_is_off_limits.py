@@ -45,11 +45,11 @@ def test_links_to_the_home_or_to_local_files_are_refused(
     sqlite_ctx: Context, sqlite_actors: dict[Role, Actor], tmp_path: Path
 ) -> None:
     control = f"sqlite:///{sqlite_ctx.home / 'control.db'}"
-    with pytest.raises(PermissionDeniedError, match="can link PostgreSQL tables only"):
-        linked.link(
+    with pytest.raises(PermissionDeniedError, match="cannot add or remove data sources"):
+        linked.link_url(
             sqlite_ctx, sqlite_actors[Role.CONTRIBUTOR], "u", url=control, table="users", key="id"
         )
-    with pytest.raises(UserInputError, match="inside audiencesync's home folder"):
-        linked.link(
+    with pytest.raises(PermissionDeniedError, match="audiencesync's own control database"):
+        linked.link_url(
             sqlite_ctx, sqlite_actors[Role.ADMIN], "u", url=control, table="users", key="id"
         )

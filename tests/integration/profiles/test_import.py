@@ -17,6 +17,7 @@ from audiencesync.control.permissions import Actor
 from audiencesync.errors import NotFoundError, PermissionDeniedError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.profiles.formats import FileFormat
+from audiencesync.wording import for_cli, for_web
 
 CSV = "customer_id,email,phone,age\n1,Ann@Example.com ,+44 7700 900123,34\n2,bob@example.org,,51\n"
 
@@ -27,8 +28,9 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 def rows(ctx: Context, name: str) -> list[tuple[object, ...]]:
-    path = store.parquet_path(ctx, name)
-    return duckdb.sql(f"SELECT * FROM read_parquet('{path}') ORDER BY 1").fetchall()
+    with duckdb.connect() as con:
+        scan = ctx.storage.scan(con, store.parquet_key(ctx, name))
+        return con.execute(f"SELECT * FROM {scan} ORDER BY 1").fetchall()
 
 
 def snapshot_control(ctx: Context) -> tuple[list[tuple[object, ...]], int]:
@@ -53,7 +55,7 @@ def test_csv_import_lands_as_parquet_with_its_schema(
     assert view.name == "customers"
     assert view.row_count == 2
     assert view.column_names == ["customer_id", "email", "phone", "age"]
-    assert store.parquet_path(ctx, "customers").suffix == ".parquet"
+    assert store.parquet_key(ctx, "customers").endswith(".parquet")
     assert rows(ctx, "customers")[1] == (2, "bob@example.org", None, 51)
     listed = store.list_datasets(ctx, admin)
     assert [(d.name, d.row_count, d.source) for d in listed] == [
@@ -106,11 +108,12 @@ BAD_INPUTS = [
     (
         "dups.csv",
         "customer_id,email\n1,a@b.c\n2,b@b.c\n1,c@b.c\n3,d@b.c\n3,e@b.c\n",
-        "2 key value(s) in column 'customer_id' appear on more than one row (for example 1, 3)",
+        "2 key value(s) in column 'customer_id' appear on more than one row "
+        "(for example data rows 1 and 3; 4 and 5)",
     ),
     ("reserved.csv", "customer_id,_as_key\n1,2\n", "uses a name audiencesync reserves"),
     ("reserved2.csv", "customer_id,file_row_number\n1,2\n", "uses a name audiencesync reserves"),
-    ("latin.csv", "customer_id,name\n1,Zo\xeb\n".encode("latin-1"), "pass --encoding"),
+    ("latin.csv", "customer_id,name\n1,Zo\xeb\n".encode("latin-1"), "use --encoding"),
     ("broken.json", '[{"customer_id": 1,', "could not be read as json"),
 ]
 
@@ -139,7 +142,8 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(
     with pytest.raises(UserInputError) as raised:
         store.import_file(ctx, admin, source, key="customer_id", name="people")
 
-    assert message in raised.value.message
+    assert message in for_cli(raised.value)  # the command line names the flag of the field
+    assert "--" not in for_web(raised.value)  # the web names fields, never flags
     assert "\n" not in raised.value.message
     assert rows(ctx, "people") == before_rows
     assert snapshot_control(ctx) == before_control

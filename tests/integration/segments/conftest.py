@@ -142,4 +142,6 @@ def home(sqlite_ctx: Context, sqlite_actors: dict[Role, Actor], tmp_path: Path) 
 
 
 def link_people(ctx: Context, actor: Actor, base_url: str, schema: str, name: str) -> None:
-    linked.link(ctx, actor, name, url=search_path_url(base_url, schema), table="people", key="id")
+    linked.link_url(
+        ctx, actor, name, url=search_path_url(base_url, schema), table="people", key="id"
+    )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pyarrow as pa
 import pytest
 
 from audiencesync.control.context import Context
@@ -240,3 +241,25 @@ def test_relative_dates_follow_the_injected_now(engines: Engines) -> None:
 def members_at(ctx: Context, segment: str, now: datetime) -> set[int]:
     with stream_members(ctx, [segment], [], now=now) as stream:
         return {k for batch in stream for k in batch.column(KEY_COLUMN).to_pylist()}
+
+
+def test_postgres_members_come_through_arrow_identical_to_the_file_path(
+    with_postgres: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ibis.backends.postgres
+
+    def tuple_by_tuple(*args: object, **kwargs: object) -> None:
+        raise AssertionError("members were read through Ibis's fetchmany")
+
+    # The file path (DuckDB) streams through Ibis; PostgreSQL must not.
+    monkeypatch.setattr(ibis.backends.postgres.Backend, "to_pyarrow_batches", tuple_by_tuple)
+    fields = ["email", "country", "age", "score", "price", "vip", "birthday", "last_order"]
+    fields += ["signed_up"]
+    rows = {}
+    for name in ("duckdb", "postgres"):
+        segments = [f"adults_{name}", f"uk_{name}"]
+        with stream_members(with_postgres.ctx, segments, fields, batch_rows=2, now=NOW) as stream:
+            table = pa.Table.from_batches(list(stream), schema=stream.schema)
+        rows[name] = table.sort_by(KEY_COLUMN).to_pylist()
+    assert [r[KEY_COLUMN] for r in rows["duckdb"]] == [1, 2, 4, 6, 7, 8]
+    assert rows["postgres"] == rows["duckdb"]

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from audiencesync.control.audit import list_entries
 from audiencesync.control.context import Context
-from audiencesync.control.models import Dataset, Role
+from audiencesync.control.models import Dataset, Role, Source
 from audiencesync.control.permissions import Actor
 from audiencesync.errors import ConflictError, PermissionDeniedError, UserInputError
 from audiencesync.profiles import linked, store
@@ -34,20 +34,19 @@ def test_a_link_is_a_dataset_whose_url_is_kept_secret(
     sqlite_ctx: Context, admin: Actor, pg_base_url: str, pg_schema: str
 ) -> None:
     url = with_password(search_path_url(pg_base_url, pg_schema), "s3cret-pw")
-    view = linked.link(sqlite_ctx, admin, "crm", url=url, table="people", key="id")
+    view = linked.link_url(sqlite_ctx, admin, "crm", url=url, table="people", key="id")
     assert (view.kind, view.key_column, view.row_count) == ("link", "id", 8)
     assert view.column_names[:3] == ["id", "age", "score"]
     types = {c.name: c.type for c in view.columns}
     assert types["country"] == "VARCHAR"
     assert types["signed_up"] == "TIMESTAMPTZ"
     assert "s3cret-pw" not in view.source
-    assert "***" in view.source
+    assert view.source == "source crm table people"
     with sqlite_ctx.db.session() as session:
-        row = session.scalar(select(Dataset).where(Dataset.name == "crm"))
+        row = session.scalar(select(Source).where(Source.name == "crm"))
         assert row is not None
-        assert row.link_url_encrypted is not None
-        assert "s3cret-pw" not in row.link_url_encrypted
-        assert sqlite_ctx.secrets.decrypt(row.link_url_encrypted) == url
+        assert "s3cret-pw" not in row.url_encrypted + row.location
+        assert sqlite_ctx.secrets.decrypt(row.url_encrypted) == url
     for entry in list_entries(sqlite_ctx, admin, target="dataset:crm"):
         assert "s3cret-pw" not in str(entry.before) + str(entry.after)
     assert [d.kind for d in store.list_datasets(sqlite_ctx, admin)] == ["link"]
@@ -57,7 +56,9 @@ def test_a_link_is_a_dataset_whose_url_is_kept_secret(
 def test_schema_qualified_tables_sample_refresh_and_remove(
     sqlite_ctx: Context, admin: Actor, pg_base_url: str, pg_schema: str
 ) -> None:
-    linked.link(sqlite_ctx, admin, "crm", url=pg_base_url, table=f"{pg_schema}.people", key="id")
+    linked.link_url(
+        sqlite_ctx, admin, "crm", url=pg_base_url, table=f"{pg_schema}.people", key="id"
+    )
     sample = store.sample(sqlite_ctx, admin, "crm", limit=3)
     assert sample.column("id").to_pylist() == [1, 2, 3]
     with psycopg.connect(pg_base_url, autocommit=True) as connection:
@@ -73,7 +74,7 @@ def test_schema_qualified_tables_sample_refresh_and_remove(
 def test_columns_are_read_again_on_use(
     sqlite_ctx: Context, admin: Actor, pg_base_url: str, pg_schema: str
 ) -> None:
-    linked.link(
+    linked.link_url(
         sqlite_ctx,
         admin,
         "crm",
@@ -97,15 +98,15 @@ def test_link_checks_each_say_what_to_do(
 ) -> None:
     url = search_path_url(pg_base_url, pg_schema)
     with pytest.raises(
-        UserInputError, match=r"there is no table 'peeple' at that URL; did you mean people"
+        UserInputError, match=r"there is no table 'peeple' in that source; did you mean people"
     ):
-        linked.link(sqlite_ctx, admin, "crm", url=url, table="peeple", key="id")
+        linked.link_url(sqlite_ctx, admin, "crm", url=url, table="peeple", key="id")
     with pytest.raises(
         UserInputError, match=r"table 'people' has no column 'idd'; did you mean id"
     ):
-        linked.link(sqlite_ctx, admin, "crm", url=url, table="people", key="idd")
+        linked.link_url(sqlite_ctx, admin, "crm", url=url, table="people", key="idd")
     with pytest.raises(UserInputError) as caught:
-        linked.link(sqlite_ctx, admin, "crm", url=url, table="people", key="country")
+        linked.link_url(sqlite_ctx, admin, "crm", url=url, table="people", key="country")
     assert caught.value.message == (
         "1 row(s) of table 'people' have no value in key column 'country': choose a key that "
         "is never empty."
@@ -115,24 +116,26 @@ def test_link_checks_each_say_what_to_do(
             f"CREATE TABLE {pg_schema}.dupes AS SELECT * FROM (VALUES (1), (1), (2)) v(k)"
         )
     with pytest.raises(UserInputError) as caught:
-        linked.link(sqlite_ctx, admin, "crm", url=url, table="dupes", key="k")
+        linked.link_url(sqlite_ctx, admin, "crm", url=url, table="dupes", key="k")
     assert caught.value.message == (
         "1 row(s) of table 'dupes' repeat a value of key column 'k': choose a column that "
         "identifies one profile per row."
     )
     with pytest.raises(UserInputError) as caught:
-        linked.link(
+        linked.link_url(
             sqlite_ctx, admin, "crm", url="postgresql://me:pw-123@127.0.0.1:1/x", table="t", key="k"
         )
-    assert caught.value.message.startswith("cannot connect to postgresql://me:***@127.0.0.1:1/x: ")
+    # The backend and host/database only, as source lists show: no URL, user or password.
+    assert caught.value.message.startswith("cannot connect to postgresql 127.0.0.1:1/x: ")
     assert "pw-123" not in caught.value.message
-    with pytest.raises(UserInputError, match=r"audiencesync cannot connect to nosuch://h/d"):
-        linked.link(sqlite_ctx, admin, "crm", url="nosuch://h/d", table="t", key="k")
+    assert "me:" not in caught.value.message
+    with pytest.raises(UserInputError, match=r"sources may be PostgreSQL, SQLite or DuckDB"):
+        linked.link_url(sqlite_ctx, admin, "crm", url="nosuch://h/d", table="t", key="k")
     csv = tmp_path / "people.csv"
     csv.write_text("id,age\n1,3\n", encoding="utf-8")
     store.import_file(sqlite_ctx, admin, csv, key="id")
     with pytest.raises(ConflictError, match=r"'people' is an imported dataset"):
-        linked.link(sqlite_ctx, admin, "people", url=url, table="people", key="id")
+        linked.link_url(sqlite_ctx, admin, "people", url=url, table="people", key="id")
     with sqlite_ctx.db.session() as session:
         assert [d.name for d in session.scalars(select(Dataset))] == ["people"]
 
@@ -141,6 +144,6 @@ def test_viewers_cannot_link(
     sqlite_ctx: Context, sqlite_actors: dict[Role, Actor], pg_base_url: str
 ) -> None:
     with pytest.raises(PermissionDeniedError):
-        linked.link(
+        linked.link_url(
             sqlite_ctx, sqlite_actors[Role.VIEWER], "crm", url=pg_base_url, table="t", key="k"
         )

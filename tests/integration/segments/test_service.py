@@ -281,7 +281,7 @@ def test_preview_checks_its_arguments(ctx: Context, people: dict[Role, Actor]) -
     create_segment(ctx, admin, "adults", dataset="people", rules=ADULTS)
     with pytest.raises(UserInputError, match=r"has no field 'emial'; did you mean email\?"):
         preview_segment(ctx, admin, "adults", fields=["emial"])
-    with pytest.raises(UserInputError, match=r"--limit must be between 0 and 10,000"):
+    with pytest.raises(UserInputError, match=r"the number of rows must be between 0 and 10,000"):
         preview_segment(ctx, admin, "adults", limit=-1)
 
 

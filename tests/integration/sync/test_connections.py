@@ -20,7 +20,7 @@ from audiencesync.errors import (
 )
 from audiencesync.sync import connections
 from audiencesync.sync.consent import CONSENT_VERSION
-from audiencesync.sync.destinations import load_tokens, open_destination
+from audiencesync.sync.destinations import REFUSED_REFRESH_WAITS, load_tokens, open_destination
 from tests.snap_helpers import connect, sign_in
 
 
@@ -130,11 +130,13 @@ def test_reauth_replaces_tokens_and_clears_the_mark(
     emulator.expire_tokens()
     with ctx.db.session() as session:
         row = session.query(Connection).filter_by(name="Snap").one()
-    destination = open_destination(ctx, row)
-    with pytest.raises(ReauthenticationRequiredError, match="connections reauth"):
+    slept: list[float] = []
+    destination = open_destination(ctx, row, sleep=slept.append)
+    with pytest.raises(ReauthenticationRequiredError, match="re-authenticate connection"):
         destination.check_connection()
     destination.close()
     assert connections.get_connection(ctx, admin, "Snap").status == "needs_reauth"
+    assert slept == list(REFUSED_REFRESH_WAITS)  # no newer tokens stored meanwhile
 
     authorization, code, state = sign_in(ctx, admin)
     tokens = connections.finish_authorization(ctx, admin, authorization, code=code, state=state)

@@ -58,7 +58,7 @@ def test_export_with_an_existing_audience_is_saved_not_run(
     assert view.mode == "mirror"
     assert view.last_run_status is None
     # One of four sampled emails is not an email; phones without country code are rejected.
-    assert view.validation["rejected_share"]["email"] == 0.25
+    assert view.validation["invalid_share"]["email"] == 0.25
     assert view.validation["sampled_rows"] == 4
     assert emulator.member_counts(setup) == {} or sum(emulator.member_counts(setup).values()) == 0
     kinds = emulator.request_counts()

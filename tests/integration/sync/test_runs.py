@@ -13,7 +13,7 @@ from audiencesync.emulator.testing import EmulatorHandle
 from audiencesync.errors import ConflictError, PermissionDeniedError
 from audiencesync.identifiers import hash_value
 from audiencesync.profiles import store
-from audiencesync.sync import connections, exports, runs
+from audiencesync.sync import connections, destinations, exports, runs
 from audiencesync.sync.exports import ExportSpec
 from audiencesync.sync.snapshot import Snapshot
 from audiencesync.types import IdentifierType
@@ -42,7 +42,8 @@ def audience(ctx: Context, admin: Actor, emulator: EmulatorHandle, tmp_path: Pat
     exports.add_export(
         ctx, admin,
         ExportSpec(name="main", connection="Snap", segments=("everyone", "gb"),
-                   email_field="email", phone_field="phone", audience_id=audience_id),
+                   email_field="email", phone_field="phone", audience_id=audience_id,
+                   max_removal_share=1.0),  # these tests are about diffs, not the guard
     )  # fmt: skip
     return audience_id
 
@@ -71,7 +72,9 @@ def test_first_run_adds_everyone_once_and_rejects_are_never_sent(
         h(IdentifierType.PHONE, "+33612345678"),
     }
     assert view.counts["rejected"]["email"] == {"not_an_email": 1}
-    assert view.counts["rejected"]["phone"] == {"empty": 1}
+    # Bob's empty phone is "empty", never a reject.
+    assert "phone" not in view.counts["rejected"]
+    assert view.counts["empty"] == {"email": 0, "phone": 1}
     assert view.reject_samples["not_an_email"] == [["3", "email"]]
     assert "not-an-email" not in str(view)  # the raw value is never recorded
     assert view.counts["added"] == {"email": 3, "phone": 3}
@@ -138,7 +141,10 @@ def test_full_resends_everything(
 ) -> None:
     runs.run_now(ctx, admin, "main")
     view = runs.run_now(ctx, admin, "main", full=True)
-    assert view.counts["added"] == {"email": 3, "phone": 3}
+    # Every identifier was confirmed before: all six are re-sent, none is a new add.
+    assert view.counts["added"] == {}
+    assert view.counts["planned_adds"] == {}
+    assert view.counts["planned_resends"] == {"email": 3, "phone": 3}
     assert view.counts["resent"] == 6
 
 
@@ -155,11 +161,19 @@ def test_injected_faults_and_token_expiry_still_end_exactly_right(
 
 
 def test_a_revoked_grant_fails_the_run_and_marks_the_connection(
-    ctx: Context, admin: Actor, emulator: EmulatorHandle, audience: str
+    ctx: Context,
+    admin: Actor,
+    emulator: EmulatorHandle,
+    audience: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(destinations, "pause", slept.append)
     emulator.revoke_tokens()
     emulator.expire_tokens()
     view = runs.run_now(ctx, admin, "main")
+    # The stored tokens were looked at again over a bounded wait before the mark.
+    assert slept == list(destinations.REFUSED_REFRESH_WAITS)
     assert view.status == "failed"
     assert any("re-authenticate" in e or "reauth" in e for e in view.errors), view.errors
     assert connections.get_connection(ctx, admin, "Snap").status == "needs_reauth"

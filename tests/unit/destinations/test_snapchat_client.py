@@ -90,7 +90,7 @@ def test_a_refreshed_token_refused_again_is_refreshed_again(snap: FakeSnap) -> N
 def test_401s_after_every_refresh_ask_for_reauthentication(snap: FakeSnap) -> None:
     client = snap.client(connection_name="snap-main", requests_per_second=1e6)
     snap.fail_next("GET", "/v1/me", *[httpx.Response(401)] * 10)
-    with pytest.raises(ReauthenticationRequiredError, match="connections reauth snap-main"):
+    with pytest.raises(ReauthenticationRequiredError, match="re-authenticate connection snap-main"):
         client.me()
     assert snap.refresh_calls == 3  # MAX_REFRESHES_PER_CALL, then the user is asked
 
@@ -138,7 +138,7 @@ def test_invalid_grant_stops_every_thread_without_asking_again(snap: FakeSnap) -
     snap.expire_all()
     with pytest.raises(ReauthenticationRequiredError) as caught:
         client.me()
-    assert "`audiencesync connections reauth snap-main`" in caught.value.message
+    assert "re-authenticate connection snap-main" in caught.value.message
     assert not caught.value.retryable
     with pytest.raises(ReauthenticationRequiredError):
         client.organizations()

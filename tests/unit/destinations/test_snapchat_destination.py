@@ -34,6 +34,7 @@ def test_check_connection_lists_user_organizations_and_accounts(
         user_display_name="Ada",
         organization_ids=(ORG,),
         ad_accounts=(AdAccount(id=AD_ACCOUNT, name="Main", organization_id=ORG),),
+        organization_names=((ORG, "Org"),),
     )
 
 

@@ -125,7 +125,7 @@ def test_invalid_grant_asks_to_reauthenticate_and_is_not_retried(snap: FakeSnap)
             policy=fast_policy(),
             connection_name="snap-main",
         )
-    assert "audiencesync connections reauth snap-main" in caught.value.message
+    assert "re-authenticate connection snap-main" in caught.value.message
     assert not caught.value.retryable
     assert snap.refresh_calls == 1
     assert snap.clock.sleeps == []

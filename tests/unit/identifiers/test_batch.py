@@ -50,7 +50,26 @@ MIXED: list[object] = [
     "447911123456",
     "(706) 767-5127",
     "+44\xa020\xa07946\xa00958",
-    "١٢٣٤٥٦٧٨٩",  # Arabic-Indic digits are not digits here
+    "١٢٣٤٥٦٧٨٩",  # Arabic-Indic digits: read as 123456789
+    "+٤٤ ٧٩١١ ١٢٣٤٥٦",
+    "+1 706-767-5127 ext. 123",
+    "+1 706-767-5127 x123",
+    "tel:+1-706-767-5127;ext=123",
+    "(706) 767-5127 #9",
+    "+0044 20 7946 0958",
+    "+011 44 20 7946 0958",
+    "011 44 20 7946 0958",
+    "0113 496 0000",
+    "(917) 555-1234",
+    "\ufeffPerson@email.com",
+    "per\u200bson@email.com",
+    "<Person@email.com>",
+    "mailto:person@email.com",
+    " <mailto:A@x.com> ",
+    "Name <a@x.com>",
+    "<a@x.com",
+    "F81D4FAE7DEC11D0A76500A0C91E6BF6",
+    "0" * 32,
     "+999 1234 5678",
     "F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6",
     " f81d4fae-7dec-11d0-a765-00a0c91e6bf6\n",
@@ -63,6 +82,23 @@ MIXED: list[object] = [
     "\udc80",
     "a\ud800@b.com",
     "😀@emoji.com",
+    # The review of issue 12: each was read wrongly, on one path or both.
+    "0011 44 20 7946 0958",
+    "0011 298 123456",
+    "001 45 3212 3456",
+    "0113965772056",
+    "+1 129 812 3456",
+    "129 812 3456",
+    "+49 30 1234567, 12",
+    "+49 30 1234567 App. 12",
+    "+49 30 123456 Durchwahl 7",
+    "+33 1 23 45 67 89 poste 12",
+    "mailto:a@x.com?subject=hi",
+    "<mailto:a@x.com?cc=b@y.com>",
+    "a@x.com;",
+    '"a@x.com"',
+    "(a@x.com)",
+    '"a<b"@x.com',
 ]
 
 
@@ -93,7 +129,54 @@ def assert_consistent(batch: HashedBatch, expected: list[tuple[str | None, str |
     assert batch.accepted + batch.rejected_total == len(batch)
 
 
-OPTIONS = [{}, {"default_country": "GB"}, {"default_country": "US", "raw": True}]
+OPTIONS = [
+    {},
+    {"default_country": "GB"},
+    {"default_country": "US", "raw": True},
+    {"default_country": "AU"},
+    {"default_country": "TH"},
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "sent"),
+    [
+        (
+            IdentifierType.PHONE,
+            ["+1 706-767-5127 ext. 123", "+1 706 767 5127 x12", "+1-706-767-5127;ext=1",
+             "+1 706 767 5127 #4", "+011 1 706 767 5127", "+001 706 767 5127",
+             "+1 706 767 5127, 9", "+1 706 767 5127 app 9"],
+            "17067675127",
+        ),
+        (IdentifierType.PHONE, ["+44 (0)20 7946 0958", "+0044 (0)20 7946 0958"], "442079460958"),
+        (
+            IdentifierType.EMAIL,
+            ["<Person@email.com>", "mailto:Person@email.com", " < mailto:person@email.com > ",
+             "mailto:<person@email.com>"],
+            "person@email.com",
+        ),
+        (
+            IdentifierType.MAID,
+            ["F81D4FAE7DEC11D0A76500A0C91E6BF6", " f81d4fae7dec11d0a76500a0c91e6bf6 "],
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        ),
+    ],
+)  # fmt: skip
+def test_repairable_ascii_values_are_repaired_by_the_column_kernels(
+    kind: IdentifierType, values: list[str], sent: str
+) -> None:
+    batch = hash_batch(kind, values)
+    assert batch.hashes.to_pylist() == [hashlib.sha256(sent.encode()).hexdigest()] * len(values)
+    assert batch.accepted == len(values)
+
+
+def test_national_phones_in_a_column_are_not_guessed() -> None:
+    values = ["(917) 555-1234", "(620) 293-9343", "17067675127", "447911123456", "0113 496 0000"]
+    batch = hash_batch(IdentifierType.PHONE, values)
+    assert batch.accepted == 0
+    assert batch.reasons.to_pylist() == ["phone_no_country_code"] * len(values)
+    with_country = hash_batch(IdentifierType.PHONE, values[:3], default_country="US")
+    assert with_country.accepted == 3
 
 
 @pytest.mark.parametrize("kind", list(IdentifierType))

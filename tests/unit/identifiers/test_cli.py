@@ -50,9 +50,16 @@ def test_maid_prehashed_and_raw(tmp_path: Path) -> None:
     assert result.stdout == "rejected\tmaid_invalid\n"
 
 
-def test_control_characters_are_escaped(tmp_path: Path) -> None:
+def test_unprintable_characters_are_escaped(tmp_path: Path) -> None:
+    # A private-use character is no control character: the address is kept, and printed
+    # escaped so that it cannot garble the terminal.
+    result = run_cli("identifiers", "hash", "--type", "email", "a\ue000@b.c", home=tmp_path)
+    assert result.stdout.startswith("a\\ue000@b.c\t")
+
+
+def test_control_characters_are_rejected_not_printed(tmp_path: Path) -> None:
     result = run_cli("identifiers", "hash", "--type", "email", "a\x1b[31m@b.c", home=tmp_path)
-    assert result.stdout.startswith("a\\x1b[31m@b.c\t")
+    assert result.stdout == "rejected\tnot_an_email\n"
 
 
 def test_bad_type_or_country_is_one_sentence(tmp_path: Path) -> None:

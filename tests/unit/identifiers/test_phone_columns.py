@@ -22,6 +22,7 @@ from phonenumbers.phonenumberutil import ValidationResult, _test_number_length
 from audiencesync.identifiers import Normalized, batch, hash_batch, normalize, phones
 from audiencesync.identifiers.bench import measure_phone_hashing, synthetic_phones
 from audiencesync.identifiers.phone_columns import (
+    holds_any_byte,
     national_e164,
     only_digits,
     rules_usable,
@@ -154,6 +155,19 @@ def test_only_digits_equals_the_regex() -> None:
         got = only_digits(strings)
         got.validate(full=True)
         assert got.equals(pc.replace_substring_regex(strings, r"[^0-9]+", ""))
+
+
+def test_holds_any_byte_sees_only_the_array_s_own_rows() -> None:
+    texts = ["x1", "+44 20", None, "#9", "07911", "é", "<a@b.c>"]
+    strings = pa.array(texts, pa.string())
+    cases = [strings, strings.slice(1, 3), strings.slice(4), strings.slice(4, 1)]
+    cases += [pa.array([], pa.string()), pa.array([None], pa.string())]
+    cases += [strings.cast(pa.large_string())]
+    for array in cases:
+        values = [text for text in array.to_pylist() if text is not None]
+        for chars in ("x#", "<:", "x", "z"):
+            expected = any(char in text for text in values for char in chars)
+            assert holds_any_byte(array, chars) is expected, (array, chars)
 
 
 def whole_candidates() -> list[str | None]:

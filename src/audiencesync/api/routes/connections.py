@@ -16,6 +16,7 @@ from audiencesync.api import auth
 from audiencesync.api.deps import Ctx, CurrentActor
 from audiencesync.api.models import (
     AccessUpdate,
+    AudienceChoicePublic,
     AuthorizationPublic,
     AuthorizationStart,
     ConnectionCreate,
@@ -28,7 +29,7 @@ from audiencesync.control.context import Context
 from audiencesync.control.permissions import Actor
 from audiencesync.destinations.snapchat.oauth import TokenSet
 from audiencesync.errors import PermissionDeniedError
-from audiencesync.sync import connections
+from audiencesync.sync import choices, connections
 from audiencesync.sync.consent import CONSENT_VERSION, PRIVACY_TEXT
 
 router = APIRouter(prefix="/connections", tags=["connections"])
@@ -76,7 +77,13 @@ def callback(
     comes back to that browser's own callback.
     """
     if error:
-        auth.discard(ctx, state, channel=auth.API)
+        if not auth.cancel_unfinished(ctx, state, channel=auth.API) and auth.tokens_ready(
+            ctx, state, channel=auth.API
+        ):
+            raise PermissionDeniedError(
+                "this Snapchat sign-in already finished: nothing was changed; save the "
+                "connection with its state, or start again."
+            )
         raise PermissionDeniedError(
             f"Snapchat did not grant access ({error_description or error}): start again and "
             "approve the access."
@@ -96,6 +103,21 @@ def create(ctx: Ctx, actor: CurrentActor, body: ConnectionCreate) -> ConnectionP
     )  # fmt: skip
     auth.discard(ctx, body.state, channel=auth.API)
     return ConnectionPublic.of(view)
+
+
+@router.get("/{name:path}/audiences")
+def list_audiences(
+    ctx: Ctx,
+    actor: CurrentActor,
+    name: str,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    ad_account_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[AudienceChoicePublic]:
+    """The customer lists of the connection's ad accounts, read from Snapchat now, to
+    pick an export's audience from (``search``: part of the name, or the id; at most 200).
+    ``used_by`` names the export already filling one: each export needs its own."""
+    found = choices.list_audiences(ctx, actor, name, search=search, ad_account_id=ad_account_id)
+    return [AudienceChoicePublic.of(a) for a in found]
 
 
 @router.get("/{name:path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from audiencesync.api.models import (
 )
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, require
+from audiencesync.errors import DiskFullError
 from audiencesync.profiles import linked, store
 from audiencesync.profiles.formats import FileFormat, parse_format
 from audiencesync.profiles.store import DatasetView, OnDuplicateKey
@@ -43,8 +45,17 @@ def save_upload(ctx: Context, actor: Actor, upload: UploadedFile) -> Path:
     folder = ctx.home / store.UPLOADS / secrets.token_hex(8)
     folder.mkdir(parents=True, exist_ok=False)
     target = folder / name
-    with target.open("wb") as handle:
-        shutil.copyfileobj(upload.file, handle, CHUNK)
+    try:
+        with target.open("wb") as handle:
+            shutil.copyfileobj(upload.file, handle, CHUNK)
+    except OSError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        if error.errno == errno.ENOSPC:
+            raise DiskFullError(
+                "the disk holding the home folder is full (no space left while saving the "
+                "upload): free some space, then upload again; nothing was changed."
+            ) from None
+        raise
     return target
 
 
@@ -87,7 +98,10 @@ def list_datasets(ctx: Ctx, actor: CurrentActor) -> list[DatasetPublic]:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def import_path(ctx: Ctx, actor: CurrentActor, body: DatasetImport) -> DatasetPublic:
-    """Import a file the server can read (CSV, Parquet, JSON); replaces a previous version."""
+    """Import a file from a folder listed in AUDIENCESYNC_IMPORT_FOLDERS (none by default:
+    upload the file instead); replaces a previous version."""
+    require(actor, Action.EDIT_DATASETS)
+    store.check_import_folder(ctx, Path(body.path))
     view = store.import_file(
         ctx, actor, Path(body.path), key=body.key, name=body.name,
         file_format=FileFormat(body.format) if body.format else None,
@@ -119,8 +133,8 @@ def import_uploaded(
 
 @router.post("/link", status_code=status.HTTP_201_CREATED)
 def link_table(ctx: Ctx, actor: CurrentActor, body: DatasetLink) -> DatasetPublic:
-    """Register a table in PostgreSQL or a warehouse as a dataset (always current)."""
-    view = linked.link(ctx, actor, body.name, url=body.url, table=body.table, key=body.key)
+    """Register a table of a source (GET /sources) as a dataset (always current)."""
+    view = linked.link(ctx, actor, body.name, source=body.source, table=body.table, key=body.key)
     return DatasetPublic.of(view)
 
 

@@ -15,6 +15,7 @@ from audiencesync.api.models import (
     ExportPublic,
     ExportUpdate,
     Message,
+    ReadingPublic,
     RunPublic,
     RunRequest,
 )
@@ -25,9 +26,13 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 API_TRIGGER = "api"
 
 
+_TUPLES = ("segments", "alert_channels", "alert_events", "consent_values")
+
+
 def _spec(fields: dict[str, Any]) -> ExportSpec:
-    if "segments" in fields:
-        fields["segments"] = tuple(fields["segments"])
+    for key in _TUPLES:
+        if fields.get(key) is not None:
+            fields[key] = tuple(fields[key])
     return ExportSpec(**fields)
 
 
@@ -58,7 +63,8 @@ def update(ctx: Ctx, actor: CurrentActor, name: str, body: ExportUpdate) -> Expo
     if changes.get("audience_id"):
         changes.setdefault("create_audience", False)
     updates: dict[str, Any] = {
-        key: tuple(value) if key == "segments" else value for key, value in changes.items()
+        key: tuple(value) if key in _TUPLES and value is not None else value
+        for key, value in changes.items()
     }
     spec = replace(current, **updates)
     return ExportPublic.of(exports.update_export(ctx, actor, name, spec))
@@ -93,15 +99,36 @@ def disable(ctx: Ctx, actor: CurrentActor, name: str) -> ExportPublic:
     return ExportPublic.of(exports.set_enabled(ctx, actor, name, enabled=False))
 
 
-def _queue(ctx: Ctx, actor: CurrentActor, name: str, *, dry_run: bool, full: bool) -> RunPublic:
-    run_id = runs.request_run(ctx, actor, name, trigger=API_TRIGGER, dry_run=dry_run, full=full)
+def _queue(
+    ctx: Ctx,
+    actor: CurrentActor,
+    name: str,
+    *,
+    dry_run: bool,
+    full: bool,
+    replace: bool = False,
+    confirm: bool = False,
+) -> RunPublic:
+    run_id = runs.request_run(
+        ctx, actor, name, trigger=API_TRIGGER, dry_run=dry_run, full=full, replace=replace,
+        confirm=confirm,
+    )  # fmt: skip
     return RunPublic.of(runs.get_run(ctx, actor, run_id))
 
 
 @router.post("/{name}/run", status_code=status.HTTP_202_ACCEPTED)
 def run(ctx: Ctx, actor: CurrentActor, name: str, body: RunRequest | None = None) -> RunPublic:
-    """Queue a run; a worker of ``audiencesync serve`` executes it. Poll ``/runs/{id}``."""
-    return _queue(ctx, actor, name, dry_run=False, full=body.full if body else False)
+    """Queue a run; a worker of ``audiencesync serve`` executes it. Poll ``/runs/{id}``.
+
+    ``replace`` empties the audience first and uploads every current member (the repair
+    of an audience that drifted); it needs ``"confirm": true`` (like a clear). A replace
+    killed half way is finished by the next run.
+    """
+    return _queue(
+        ctx, actor, name, dry_run=False,
+        full=body.full if body else False, replace=body.replace if body else False,
+        confirm=body.confirm if body else False,
+    )  # fmt: skip
 
 
 @router.post("/{name}/dry-run", status_code=status.HTTP_202_ACCEPTED)
@@ -122,3 +149,18 @@ def list_runs(
     ctx: Ctx, actor: CurrentActor, name: str, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> list[RunPublic]:
     return [RunPublic.of(r) for r in runs.list_runs(ctx, actor, export=name, limit=limit)]
+
+
+@router.post("/{name}/audience")
+def read_audience(ctx: Ctx, actor: CurrentActor, name: str) -> ExportPublic:
+    """Read the audience from Snapchat now and store the reading; the export with it."""
+    runs.read_audience(ctx, actor, name)
+    return ExportPublic.of(exports.get_export(ctx, actor, name))
+
+
+@router.get("/{name}/readings")
+def list_readings(
+    ctx: Ctx, actor: CurrentActor, name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[ReadingPublic]:
+    """The audience's readings over time (oldest first): matched users, identifiers held."""
+    return [ReadingPublic.of(r) for r in runs.export_readings(ctx, actor, name, limit=limit)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from audiencesync.api import auth
-from audiencesync.api.deps import Ctx, CurrentActor, CurrentPrincipal
+from audiencesync.api.deps import Ctx, CurrentActor, CurrentPrincipal, RecordId
 from audiencesync.api.models import Me, TokenCreate, TokenCreated, TokenPublic
 
 router = APIRouter(prefix="/me", tags=["me"])
@@ -33,6 +33,6 @@ def create_token(ctx: Ctx, actor: CurrentActor, body: TokenCreate) -> TokenCreat
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(ctx: Ctx, actor: CurrentActor, token_id: int) -> None:
+def revoke_token(ctx: Ctx, actor: CurrentActor, token_id: RecordId) -> None:
     """Revoke one of your tokens; it stops working at once."""
     auth.revoke_token(ctx, actor, token_id)

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 class TokenKeeper:
     """A :class:`audiencesync.http.TokenSource` over a refresh function.
 
-    Refreshes ahead of expiry (``margin_seconds``) and when a request is answered 401.
+    Refreshes ahead of expiry (``margin_seconds``, capped to a share of the token's
+    lifetime: :meth:`TokenSet.refresh_due`) and when a request is answered 401.
     Refreshes are serialized by a lock; a thread that waited re-checks whether another
     thread already replaced the token and, if so, uses the new one without calling
     Snapchat. Each new :class:`TokenSet` goes to ``on_tokens`` (to be persisted: the
@@ -45,7 +46,7 @@ class TokenKeeper:
         return self._tokens
 
     def _expiring(self, tokens: TokenSet) -> bool:
-        return tokens.expires_within(self._margin, self._clock.now())
+        return tokens.refresh_due(self._margin, self._clock.now())
 
     def access_token(self) -> str:
         tokens = self._tokens

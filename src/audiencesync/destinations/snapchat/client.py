@@ -32,6 +32,7 @@ from audiencesync.destinations.snapchat.oauth import OAuthApp, TokenSet, refresh
 from audiencesync.destinations.snapchat.policy import describe_api_error, snapchat_policy
 from audiencesync.errors import DestinationError, UserInputError
 from audiencesync.http import (
+    Budgets,
     Call,
     Clock,
     RateBudgets,
@@ -77,6 +78,7 @@ class SnapchatClient:
         token_refresh_margin_seconds: float = 120.0,
         max_ids_per_request: int = MAX_IDS_PER_REQUEST,
         connection_name: str = "NAME",
+        budgets: Budgets | None = None,
     ) -> None:
         if not 1 <= max_ids_per_request <= MAX_IDS_PER_REQUEST:
             raise ValueError(f"max_ids_per_request must be in 1..{MAX_IDS_PER_REQUEST}")
@@ -89,12 +91,14 @@ class SnapchatClient:
         self._policy = policy or snapchat_policy()
         self._clock = clock or SystemClock()
         # Snap counts requests per access token: clients on the real clock share one
-        # budget per token in this process (a test clock gets budgets of its own).
-        budgets = (
-            shared_budgets(requests_per_second, self._clock)
-            if clock is None
-            else RateBudgets(requests_per_second, self._clock)
-        )
+        # budget per token in this process (a test clock gets budgets of its own), or
+        # the budgets given (shared by every process through the control database).
+        if budgets is None:
+            budgets = (
+                shared_budgets(requests_per_second, self._clock)
+                if clock is None
+                else RateBudgets(requests_per_second, self._clock)
+            )
         self._max_ids = max_ids_per_request
         self._connection_name = connection_name
         pool = max_concurrency + 2  # room for a token refresh beside full concurrency
@@ -127,6 +131,7 @@ class SnapchatClient:
         clock: Clock | None = None,
         transport: httpx.BaseTransport | None = None,
         connection_name: str = "NAME",
+        budgets: Budgets | None = None,
     ) -> SnapchatClient:
         """A client with every knob from ``settings`` (``AUDIENCESYNC_SNAPCHAT_*``, ``_HTTP_*``).
 
@@ -146,6 +151,7 @@ class SnapchatClient:
             token_refresh_margin_seconds=settings.token_refresh_margin_seconds,
             max_ids_per_request=min(settings.batch_size, MAX_IDS_PER_REQUEST),
             connection_name=connection_name,
+            budgets=budgets,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -158,6 +164,10 @@ class SnapchatClient:
     @property
     def max_ids_per_request(self) -> int:
         return self._max_ids
+
+    def request_counters(self) -> dict[str, int]:
+        """Requests this client sent again: ``retries`` (errors) and ``throttled`` (429)."""
+        return self._sender.counters()
 
     def close(self) -> None:
         self._http.close()

@@ -45,6 +45,10 @@ class SnapchatDestination:
             user_display_name=user.display_name or user.id,
             organization_ids=tuple(organization.id for organization in organizations),
             ad_accounts=accounts,
+            organization_names=tuple(
+                (organization.id, organization.name or organization.id)
+                for organization in organizations
+            ),
         )
 
     def describe_audience(self, audience_id: str) -> AudienceInfo:
@@ -62,6 +66,9 @@ class SnapchatDestination:
         )
         return _audience(segment)
 
+    def list_audiences(self, ad_account_id: str) -> list[AudienceInfo]:
+        return [_audience(segment) for segment in self.client.list_segments(ad_account_id)]
+
     def add_batch(
         self, audience_id: str, identifier_type: IdentifierType, hashes: Hashes
     ) -> BatchResult:
@@ -76,6 +83,9 @@ class SnapchatDestination:
 
     def clear(self, audience_id: str) -> None:
         self.client.remove_all_users(audience_id)
+
+    def request_counters(self) -> dict[str, int]:
+        return self.client.request_counters()
 
     def close(self) -> None:
         self.client.close()

@@ -7,6 +7,7 @@ keeps it fresh with :func:`refresh_tokens`. Tokens never appear in a repr or a l
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ TOKEN_PATH = "/login/oauth2/access_token"  # noqa: S105 (a path, not a secret)
 SCOPE = "snapchat-marketing-api"
 #: used when the token endpoint omits ``expires_in`` (Snap documents about 30 minutes).
 DEFAULT_EXPIRES_IN_SECONDS = 1800
+#: a token is refreshed ahead of expiry by the configured margin, but never earlier than
+#: this share of its lifetime: a token living less than the margin would otherwise be
+#: refreshed on every call (and, as Snap rotates refresh tokens, each time rotated).
+MAX_REFRESH_MARGIN_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +69,17 @@ class OAuthApp:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class TokenSet:
-    """An access token, the refresh token that renews it, and when the access token expires."""
+    """An access token, the refresh token that renews it, and when the access token expires.
+
+    ``lifetime_seconds`` is the ``expires_in`` the token was issued with (``None`` for
+    tokens stored before it was kept); it caps the refresh margin (:meth:`refresh_due`).
+    """
 
     access_token: str
     refresh_token: str
     expires_at: datetime
     scope: str = ""
+    lifetime_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.expires_at.tzinfo is None:
@@ -78,30 +88,56 @@ class TokenSet:
     def __repr__(self) -> str:
         return (
             f"TokenSet(access_token='***', refresh_token='***', "
-            f"expires_at={self.expires_at.isoformat()!r}, scope={self.scope!r})"
+            f"expires_at={self.expires_at.isoformat()!r}, scope={self.scope!r}, "
+            f"lifetime_seconds={self.lifetime_seconds!r})"
         )
 
     def expires_within(self, seconds: float, now: datetime) -> bool:
         """True when the access token is expired or expires in the next ``seconds``."""
         return self.expires_at - timedelta(seconds=seconds) <= now
 
+    def refresh_margin(self, margin_seconds: float) -> float:
+        """``margin_seconds``, capped to :data:`MAX_REFRESH_MARGIN_SHARE` of the lifetime.
+
+        A lifetime of 0 or less (a server saying ``expires_in: 0``) gives no margin: the
+        token is refreshed once it has expired, not before every call.
+        """
+        if self.lifetime_seconds is None:
+            return margin_seconds
+        if self.lifetime_seconds <= 0:
+            return 0.0
+        return min(margin_seconds, self.lifetime_seconds * MAX_REFRESH_MARGIN_SHARE)
+
+    def refresh_due(self, margin_seconds: float, now: datetime) -> bool:
+        """Whether to refresh now: expired, or within the (capped) margin of expiry.
+
+        A token of 5 s with a 120 s margin is refreshed once it is 2.5 s old, once in
+        its lifetime, not on every call.
+        """
+        return self.expires_within(self.refresh_margin(margin_seconds), now)
+
     def to_dict(self) -> dict[str, str]:
         """A JSON-able form for the caller's encrypted token store."""
-        return {
+        data = {
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "expires_at": self.expires_at.isoformat(),
             "scope": self.scope,
         }
+        if self.lifetime_seconds is not None:
+            data["lifetime_seconds"] = repr(self.lifetime_seconds)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> TokenSet:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict` (also of its older form, without a lifetime)."""
+        lifetime = data.get("lifetime_seconds")
         return cls(
             access_token=data["access_token"],
             refresh_token=data["refresh_token"],
             expires_at=datetime.fromisoformat(data["expires_at"]).astimezone(UTC),
             scope=data.get("scope", ""),
+            lifetime_seconds=float(lifetime) if lifetime is not None else None,
         )
 
 
@@ -239,10 +275,13 @@ def _parse_tokens(
         seconds = float(body.get("expires_in", DEFAULT_EXPIRES_IN_SECONDS))
     except (TypeError, ValueError):
         seconds = float(DEFAULT_EXPIRES_IN_SECONDS)
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = float(DEFAULT_EXPIRES_IN_SECONDS)
     scope = body.get("scope")
     return TokenSet(
         access_token=body["access_token"],
         refresh_token=refresh,
         expires_at=now + timedelta(seconds=seconds),
         scope=scope if isinstance(scope, str) else "",
+        lifetime_seconds=seconds,
     )

@@ -64,8 +64,8 @@ def token_rules(grant_type: GrantType) -> tuple[Rule, ...]:
             Action.FAIL,
             ReauthenticationRequiredError,
             "Snapchat refused this connection's refresh token (invalid_grant: revoked, expired "
-            "or already used): re-authenticate the connection with `audiencesync connections "
-            "reauth {connection}`.",
+            "or already used): an administrator must re-authenticate connection {connection} "
+            "(sign in to Snapchat again).",
             error_code="invalid_grant",
         )
     else:

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from audiencesync.api import auth
-from audiencesync.api.deps import client_address
+from audiencesync.api.deps import RecordId, client_address
 from audiencesync.control import users
 from audiencesync.errors import AudiencesyncError, UserInputError
-from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, redirect, render
 
 router = APIRouter()
 
@@ -20,7 +20,7 @@ def _account(
     request: Request,
     page: Page,
     *,
-    error: str | None = None,
+    error: FormError = None,
     new_token: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
@@ -55,7 +55,7 @@ def change_password(request: Request, page: Form) -> Response:
             keep_session=page.session.id_hash,
         )  # fmt: skip
     except AudiencesyncError as error:
-        return _account(request, page, error=error.message, status=error.http_status)
+        return _account(request, page, error=error, status=error.http_status)
     page.flash(
         "Your password was changed: your other sessions were signed out and your API tokens "
         "revoked."
@@ -86,12 +86,12 @@ def create_token(request: Request, page: Form) -> Response:
             expires_in_days=expiry_days(page.text("expires_in_days")),
         )  # fmt: skip
     except AudiencesyncError as error:
-        return _account(request, page, error=error.message, status=error.http_status)
+        return _account(request, page, error=error, status=error.http_status)
     return _account(request, page, new_token=created.token)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(page: Form, token_id: int) -> Response:
+def revoke_token(page: Form, token_id: RecordId) -> Response:
     auth.revoke_token(page.ctx, page.actor, token_id)
     page.flash("The token was revoked: it no longer works.")
     return redirect("/account")

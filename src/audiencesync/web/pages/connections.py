@@ -17,14 +17,15 @@ from audiencesync.control.permissions import Action, require
 from audiencesync.errors import AudiencesyncError, PermissionDeniedError, UserInputError
 from audiencesync.sync import connections
 from audiencesync.sync.consent import CONSENT_VERSION, PRIVACY_TEXT
-from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, redirect, render
 from audiencesync.web.pages.signin import safe_next
 
 router = APIRouter()
+PRIVACY_HEADING = "Data privacy and compliance"
 PENDING = "connection_pending"
 
 
-def _list(request: Request, page: Page, *, error: str | None = None, status: int = 200) -> Response:
+def _list(request: Request, page: Page, *, error: FormError = None, status: int = 200) -> Response:
     return render(
         request, page, "connections.html",
         connections=connections.list_connections(page.ctx, page.actor),
@@ -38,11 +39,13 @@ def list_connections(request: Request, page: CurrentPage) -> Response:
 
 
 def _new_form(
-    request: Request, page: Page, *, values: dict[str, str], error: str | None = None,
+    request: Request, page: Page, *, values: dict[str, str], error: FormError = None,
     status: int = 200,
 ) -> Response:  # fmt: skip
     return render(
-        request, page, "connection_new.html", values=values, privacy_text=PRIVACY_TEXT,
+        request, page, "connection_new.html", values=values,
+        # The heading is the page's own: the text below it without its title line.
+        privacy_text=PRIVACY_TEXT.removeprefix(PRIVACY_HEADING).lstrip("\n"),
         consent_version=CONSENT_VERSION, error=error, status=status, nav="connections",
     )  # fmt: skip
 
@@ -69,14 +72,18 @@ def authenticate(request: Request, page: Form) -> Response:
     try:
         require(page.actor, Action.MANAGE_CONNECTIONS)
         if not name:
-            raise UserInputError("give the connection a display name that says what it is for.")
+            raise UserInputError(
+                "give the connection a display name that says what it is for.", field="name"
+            )
+        # Before Snapchat: a taken or invalid name is fixed here, not after the sign-in.
+        name = connections.check_new_name(page.ctx, page.actor, name)
         connections.check_consent(page.flag("agree"))
         return _start(request, page, {
             "purpose": "create", "name": name,
             "share": page.text("access") == "contributors",
         })  # fmt: skip
     except AudiencesyncError as error:
-        return _new_form(request, page, values=values, error=error.message,
+        return _new_form(request, page, values=values, error=error,
                          status=error.http_status)  # fmt: skip
 
 
@@ -114,6 +121,24 @@ def callback(request: Request, page: CurrentPage) -> Response:
     )  # fmt: skip
     if pending.get("purpose") == "reauth":
         return _finish_reauth(page, pending)
+    state = str(pending["state"])
+    tokens = auth.pending_tokens(page.ctx, page.actor, state, channel=auth.BROWSER)
+    account, latest = connections.reached_account(page.ctx, page.actor, tokens)
+    if latest != tokens:
+        auth.keep_pending_tokens(page.ctx, state, latest, channel=auth.BROWSER)
+    names = dict(account.organization_names)
+    page.session.data[PENDING] = {
+        **pending,
+        "reached": {
+            "user": account.user_display_name,
+            "organizations": [{"id": o, "name": names.get(o, o)} for o in account.organization_ids],
+            "ad_accounts": [
+                {"id": a.id, "name": a.name, "organization": names.get(a.organization_id, "")}
+                for a in account.ad_accounts
+            ],
+        },
+    }
+    auth.save_session_data(page.ctx, page.session)
     return redirect("/connections/new/save")
 
 
@@ -166,7 +191,7 @@ def save(request: Request, page: Form) -> Response:
         )  # fmt: skip
     except AudiencesyncError as error:
         return render(
-            request, page, "connection_save.html", pending=pending, error=error.message,
+            request, page, "connection_save.html", pending=pending, error=error,
             status=error.http_status, nav="connections",
         )  # fmt: skip
     auth.discard(page.ctx, state, channel=auth.BROWSER)

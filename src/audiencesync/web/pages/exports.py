@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from audiencesync.api.deps import RecordId
 from audiencesync.control.models import Role
-from audiencesync.control.permissions import Action, allowed
-from audiencesync.errors import AudiencesyncError
+from audiencesync.control.permissions import Action, allowed, require
+from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.segments import service as segments
-from audiencesync.sync import connections, exports, runs, schedule
+from audiencesync.sync import alerts, choices, connections, exports, runs, schedule
+from audiencesync.sync.engine import DEFAULT_MAX_REMOVAL_SHARE
 from audiencesync.sync.exports import ExportSpec, ExportView
-from audiencesync.web.charts import run_chart
-from audiencesync.web.common import CurrentPage, Form, Page, Posted, redirect, render
+from audiencesync.web.charts import export_chart, run_readings
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, Posted, redirect, render
+from audiencesync.wording import for_web
 
 router = APIRouter()
 UI_TRIGGER = "on_demand"
@@ -47,10 +51,41 @@ def list_exports(request: Request, page: CurrentPage) -> Response:
     )  # fmt: skip
 
 
+def _audiences(
+    page: Page, values: dict[str, object], usable: list[connections.ConnectionView]
+) -> tuple[list[choices.AudienceChoice] | None, str | None]:
+    """The connection's customer lists (None when no usable connection is chosen)."""
+    chosen = str(values.get("connection") or "")
+    active = {c.name for c in usable if c.status != "needs_reauth"}
+    if chosen not in active:
+        return None, None
+    try:
+        found = choices.list_audiences(
+            page.ctx, page.actor, chosen, search=str(values.get("audience_search") or "") or None
+        )
+    except AudiencesyncError as error:
+        return None, for_web(error)
+    return found, None
+
+
+def _previews(page: Page, values: dict[str, object], dataset: str) -> list[choices.FieldPreview]:
+    if not dataset:
+        return []
+    mapping = {key: str(values.get(key) or "") or None for key in choices.FIELD_OF.values()}
+    try:
+        return choices.preview_fields(
+            page.ctx, page.actor, dataset, mapping,
+            default_country=str(values.get("default_country") or "") or None,
+        )  # fmt: skip
+    except AudiencesyncError:
+        return []
+
+
 def _form(
     request: Request, page: Page, *, values: dict[str, object], editing: str | None,
-    error: str | None = None, status: int = 200, fragment: bool = False,
+    error: FormError = None, status: int = 200, fragment: str | None = None,
 ) -> Response:  # fmt: skip
+    require(page.actor, Action.EDIT_EXPORTS)
     datasets = store.list_datasets(page.ctx, page.actor)
     dataset = str(values.get("dataset") or (datasets[0].name if datasets else ""))
     columns = (
@@ -62,12 +97,43 @@ def _form(
         if dataset
         else []
     )
+    usable = usable_connections(page)
+    active = [c for c in usable if c.status != "needs_reauth"]
+    if not values.get("connection") and len(active) == 1 and not editing:
+        values = {**values, "connection": active[0].name}  # the only one: preselected
+    if dataset and not editing and not any(values.get(k) for k in choices.FIELD_OF.values()):
+        values = {**values, **choices.suggest_fields(page.ctx, page.actor, dataset)}
+    audiences, audience_error = (
+        _audiences(page, values, usable) if fragment in (None, "audiences") else (None, None)
+    )
+    chosen = next((c for c in usable if c.name == values.get("connection")), None)
+    template = {
+        None: "export_form.html", "matching": "export_matching.html",
+        "audiences": "export_audiences.html",
+    }[fragment]  # fmt: skip
     return render(
-        request, page, "export_form.html" if not fragment else "export_matching.html",
+        request, page, template,
         values={**values, "dataset": dataset}, editing=editing, datasets=datasets,
-        columns=columns, segment_names=names, connections=usable_connections(page),
-        error=error, status=status, fragment=fragment, nav="exports",
+        columns=columns, segment_names=names, connections=usable,
+        error=error, status=status, fragment=fragment is not None, nav="exports",
+        audiences=audiences, audience_error=audience_error, chosen_connection=chosen,
+        cron_words=_cron_words(values),
+        previews=_previews(page, values, dataset) if fragment != "audiences" else [],
+        alert_channels=(
+            alerts.channel_names(page.ctx, page.actor)
+            if allowed(page.actor, Action.EDIT_EXPORTS) else []
+        ),
+        alert_events=[(e.value, alerts.EVENT_WORDS[e]) for e in alerts.ALL_EVENTS],
     )  # fmt: skip
+
+
+def _cron_words(values: dict[str, object]) -> str:
+    cron = str(values.get("cron") or "")
+    try:
+        schedule.check_cron(cron, "UTC")
+    except AudiencesyncError:
+        return ""
+    return f"{schedule.describe_cron(cron)} {values.get('timezone') or 'UTC'}"
 
 
 @router.get("/exports/new")
@@ -75,6 +141,8 @@ def new_export(request: Request, page: CurrentPage) -> Response:
     values: dict[str, object] = {
         "mode": "mirror", "schedule": "system", "timezone": "UTC", "audience_choice": "existing",
         "dataset": request.query_params.get("dataset", ""), "segments": [],
+        "retention_days": "9999",
+        **_alert_values(alerts.ExportAlerts(events=tuple(e.value for e in alerts.ALL_EVENTS))),
     }  # fmt: skip
     return _form(request, page, values=values, editing=None)
 
@@ -82,12 +150,70 @@ def new_export(request: Request, page: CurrentPage) -> Response:
 @router.get("/exports/matching")
 def matching_fields(request: Request, page: CurrentPage) -> Response:
     """The data-matching and segment fields of one dataset (htmx swaps them in)."""
-    values: dict[str, object] = {"dataset": request.query_params.get("dataset", ""), "segments": []}
-    return _form(request, page, values=values, editing=None, fragment=True)
+    query = request.query_params
+    values: dict[str, object] = {
+        "dataset": query.get("dataset", ""), "segments": query.getlist("segments"),
+        "email_field": query.get("email_field", ""), "phone_field": query.get("phone_field", ""),
+        "maid_field": query.get("maid_field", ""),
+        "default_country": query.get("default_country", ""),
+    }  # fmt: skip
+    if query.get("changed") == "dataset":
+        values = {**values, "segments": [], "email_field": "", "phone_field": "", "maid_field": ""}
+    return _form(request, page, values=values, editing=None, fragment="matching")
+
+
+@router.get("/exports/audiences")
+def audience_choices(request: Request, page: CurrentPage) -> Response:
+    """The chosen connection's customer lists, filtered by the search box (htmx)."""
+    query = request.query_params
+    values: dict[str, object] = {
+        "connection": query.get("connection", ""), "audience_id": query.get("audience_id", ""),
+        "audience_search": query.get("audience_search", ""), "audience_choice": "existing",
+    }  # fmt: skip
+    return _form(request, page, values=values, editing=None, fragment="audiences")
 
 
 def _values(page: Posted) -> dict[str, object]:
-    return {**page.values(), "segments": page.texts("segments")}
+    return {
+        **page.values(), "segments": page.texts("segments"),
+        "alert_channels": page.texts("alert_channels"), "alert_events": page.texts("alert_events"),
+    }  # fmt: skip
+
+
+def _dataset_changed(page: Posted) -> dict[str, object]:
+    """Another dataset: its own segments and fields (suggested again)."""
+    blank = {"segments": [], "email_field": "", "phone_field": "", "maid_field": ""}
+    return {**_values(page), **blank}
+
+
+def _alert_values(chosen: alerts.ExportAlerts) -> dict[str, object]:
+    share = round(chosen.reject_share_threshold * 100, 2)
+    return {
+        "alert_channels": list(chosen.channels), "alert_events": list(chosen.events),
+        "alert_reject_share": f"{share:g}",
+    }  # fmt: skip
+
+
+def _alert_spec(page: Posted) -> dict[str, Any]:
+    """The form's alert choices as ExportSpec fields (none when the form had no alerts)."""
+    if not page.text("alerts_form"):
+        return {}
+    channels = tuple(page.texts("alert_channels"))
+    events = tuple(page.texts("alert_events"))
+    if channels and not events:
+        raise UserInputError("tick at least one alert event, or no alert channel.")
+    share_text = page.text("alert_reject_share").strip()
+    try:
+        share = float(share_text) / 100 if share_text else None
+    except ValueError:
+        raise UserInputError(
+            f"{share_text!r} is not a share: give a percentage between 0 and 100, e.g. 20."
+        ) from None
+    return {
+        "alert_channels": channels,
+        "alert_events": events or None,
+        "alert_reject_share": share,
+    }
 
 
 def _spec(page: Posted) -> ExportSpec:
@@ -106,21 +232,59 @@ def _spec(page: Posted) -> ExportSpec:
         audience_id=None if create else page.optional("audience_id"),
         create_audience=create,
         audience_name=page.optional("audience_name") if create else None,
+        audience_description=page.optional("audience_description") if create else None,
+        retention_days=_days(page.optional("retention_days")) if create else 9999,
+        ad_account_id=page.optional("ad_account_id") if create else None,
         mode=page.text("mode") or "mirror",
         schedule=schedule,
         timezone=page.text("timezone") or "UTC",
         enabled=page.flag("enabled") if page.text("editing") else True,
+        max_removal_share=_share(page.optional("max_removal_share")),
+        consent_field=page.optional("consent_field"),
+        consent_values=tuple(
+            v.strip() for v in page.text("consent_values").split(",") if v.strip()
+        ),
+        **_alert_spec(page),
     )
+
+
+def _days(text: str | None) -> int:
+    """The form's retention in days (empty: lifetime, 9999)."""
+    if text is None:
+        return 9999
+    try:
+        return int(text)
+    except ValueError:
+        raise UserInputError(
+            f"{text!r} is not a number of days: give 1 to 9999 (9999 = lifetime).",
+            field="retention_days",
+        ) from None
+
+
+def _share(text: str | None) -> float:
+    """The form's maximum removal share, in percent (empty: the default)."""
+    if text is None:
+        return DEFAULT_MAX_REMOVAL_SHARE
+    try:
+        return float(text.strip().rstrip("%")) / 100
+    except ValueError:
+        raise UserInputError(
+            f"{text!r} is not a percentage: give the largest share of the audience a run may "
+            "remove without approval, from 0 to 100 (for example 20).",
+            field="max_removal_share",
+        ) from None
 
 
 @router.post("/exports/new")
 def create_export(request: Request, page: Form) -> Response:
     if page.text("action") == "dataset":
-        return _form(request, page, values={**_values(page), "segments": []}, editing=None)
+        return _form(request, page, values=_dataset_changed(page), editing=None)
+    if page.text("action") in ("audiences", "preview"):
+        return _form(request, page, values=_values(page), editing=None)
     try:
         view = exports.add_export(page.ctx, page.actor, _spec(page))
     except AudiencesyncError as error:
-        return _form(request, page, values=_values(page), editing=None, error=error.message,
+        return _form(request, page, values=_values(page), editing=None, error=error,
                      status=error.http_status)  # fmt: skip
     page.flash(
         f"Export {view.name} was saved. It runs with the scheduled refresh, or with Run now."
@@ -138,6 +302,10 @@ def _values_of(view: ExportView) -> dict[str, object]:
         "segments": list(view.segments), "mode": view.mode,
         "schedule": "cron" if custom else view.schedule, "cron": view.schedule if custom else "",
         "timezone": view.timezone, "enabled": "on" if view.enabled else "",
+        "max_removal_share": f"{view.max_removal_share * 100:g}",
+        "consent_field": view.consent_field or "",
+        "consent_values": ", ".join(view.consent_values),
+        **_alert_values(view.alerts),
     }  # fmt: skip
 
 
@@ -150,20 +318,31 @@ def edit_export(request: Request, page: CurrentPage, name: str) -> Response:
 @router.post("/exports/{name}/edit")
 def update_export(request: Request, page: Form, name: str) -> Response:
     if page.text("action") == "dataset":
-        return _form(request, page, values={**_values(page), "segments": []}, editing=name)
+        return _form(request, page, values=_dataset_changed(page), editing=name)
+    if page.text("action") in ("audiences", "preview"):
+        return _form(request, page, values=_values(page), editing=name)
     try:
         view = exports.update_export(page.ctx, page.actor, name, _spec(page))
     except AudiencesyncError as error:
-        return _form(request, page, values=_values(page), editing=name, error=error.message,
+        return _form(request, page, values=_values(page), editing=name, error=error,
                      status=error.http_status)  # fmt: skip
     page.flash(f"Export {view.name} was saved.")
     return redirect(f"/exports/{view.name}")
 
 
 def _panel_context(page: Page, name: str) -> dict[str, Any]:
-    history = runs.list_runs(page.ctx, page.actor, export=name, limit=50)
+    history = [
+        dataclasses.replace(r, counts=runs.display_counts(r.counts))
+        for r in runs.list_runs(page.ctx, page.actor, export=name, limit=50)
+    ]
+    readings = runs.export_readings(page.ctx, page.actor, name, limit=200)
     active = next((r for r in history if r.status in ACTIVE), None)
-    return {"runs": history, "active": active, "chart": run_chart(history), "name": name}
+    # Each run's own reading: what its upload matched, not a daily reading long after.
+    latest = run_readings(history, readings)
+    return {
+        "runs": history, "active": active, "name": name, "run_readings": latest,
+        "chart": export_chart(history, readings), "readings": readings,
+    }  # fmt: skip
 
 
 @router.get("/exports/{name}")
@@ -172,7 +351,8 @@ def show_export(request: Request, page: CurrentPage, name: str) -> Response:
     usable = [c.name for c in usable_connections(page)]
     return render(
         request, page, "export.html", export=view, editable=may_edit(page, view, usable),
-        nav="exports", **_panel_context(page, view.name),
+        nav="exports", validation_notes=exports.validation_notes(view.validation),
+        **_panel_context(page, view.name),
     )  # fmt: skip
 
 
@@ -193,6 +373,34 @@ def run_now(page: Form, name: str) -> Response:
         page.ctx, page.actor, name, trigger=UI_TRIGGER, full=page.flag("full")
     )
     page.flash(f"Run {run_id} was queued: its progress shows below.")
+    return redirect(f"/exports/{name}")
+
+
+@router.post("/exports/{name}/replace")
+def replace(page: Form, name: str) -> Response:
+    if not page.flag("confirm"):
+        page.flash("Tick the box to confirm: a replace empties the Snapchat audience first.")
+        return redirect(f"/exports/{name}")
+    run_id = runs.request_run(
+        page.ctx, page.actor, name, trigger=UI_TRIGGER, replace=True, confirm=True
+    )
+    page.flash(
+        f"Replace run {run_id} was queued: it empties the audience, then uploads every member."
+    )
+    return redirect(f"/exports/{name}")
+
+
+@router.post("/exports/{name}/audience")
+def read_audience(page: Form, name: str) -> Response:
+    reading = runs.read_audience(page.ctx, page.actor, name)
+    if reading.error is not None:
+        page.flash(f"The audience was not read: {reading.error}", kind="error")
+    elif not reading.complete:
+        page.flash(f"Snapchat is still matching the upload ({reading.upload_status}).")
+    else:
+        page.flash(
+            f"Snapchat reports about {reading.approximate_number_users or 0:,} matched users."
+        )
     return redirect(f"/exports/{name}")
 
 
@@ -232,8 +440,9 @@ def remove(page: Form, name: str) -> Response:
 
 
 @router.get("/runs/{run_id}")
-def show_run(request: Request, page: CurrentPage, run_id: int) -> Response:
+def show_run(request: Request, page: CurrentPage, run_id: RecordId) -> Response:
     run = runs.get_run(page.ctx, page.actor, run_id)
+    run = dataclasses.replace(run, counts=runs.display_counts(run.counts))
     view = exports.get_export(page.ctx, page.actor, run.export)
     usable = [c.name for c in usable_connections(page)]
     return render(
@@ -242,8 +451,32 @@ def show_run(request: Request, page: CurrentPage, run_id: int) -> Response:
     )  # fmt: skip
 
 
+@router.get("/runs/{run_id}/rejects.csv")
+def rejects_csv(page: CurrentPage, run_id: RecordId) -> Response:
+    """The run's reject samples as CSV (the same service as the API's rejects.csv)."""
+    return Response(
+        runs.reject_samples_csv(page.ctx, page.actor, run_id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-rejects.csv"'},
+    )
+
+
+@router.post("/runs/{run_id}/approve")
+def approve(page: Form, run_id: RecordId) -> Response:
+    approval = runs.request_approval(page.ctx, page.actor, run_id)
+    page.flash(f"Approved: run {approval} sends the removals run {run_id} held.")
+    return redirect(f"/runs/{approval}")
+
+
+@router.post("/runs/{run_id}/dismiss")
+def dismiss(page: Form, run_id: RecordId) -> Response:
+    runs.dismiss_run(page.ctx, page.actor, run_id)
+    page.flash(f"Dismissed: the removals run {run_id} held were not sent.")
+    return redirect(f"/runs/{run_id}")
+
+
 @router.post("/runs/{run_id}/cancel")
-def cancel(page: Form, run_id: int) -> Response:
+def cancel(page: Form, run_id: RecordId) -> Response:
     run = runs.cancel_run(page.ctx, page.actor, run_id)
     page.flash(f"Run {run_id} was asked to stop.")
     return redirect(f"/exports/{run.export}")

@@ -8,22 +8,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from audiencesync.api.routes.datasets import import_upload, rows_of
+from audiencesync.control.permissions import Action, require
 from audiencesync.errors import AudiencesyncError, UserInputError
-from audiencesync.profiles import store
+from audiencesync.profiles import linked, sources, store
 from audiencesync.profiles.formats import parse_format
 from audiencesync.segments import service as segments
-from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, redirect, render
 
 router = APIRouter()
 
 
 def _list(
-    request: Request, page: Page, *, error: str | None = None, status: int = 200,
+    request: Request, page: Page, *, error: FormError = None, status: int = 200,
     values: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
     return render(
         request, page, "profiles.html", datasets=store.list_datasets(page.ctx, page.actor),
-        error=error, values=values or {}, status=status, nav="profiles",
+        sources=sources.list_sources(page.ctx, page.actor), error=error, values=values or {},
+        status=status, nav="profiles",
     )  # fmt: skip
 
 
@@ -39,26 +41,45 @@ def import_dataset(request: Request, page: Form) -> Response:
     file_format = page.optional("format")
     try:
         if not key:
-            raise UserInputError("give the key column: the field that identifies one profile.")
+            raise UserInputError(
+                "give the key column: the field that identifies one profile.", field="key"
+            )
         if upload is not None:
             view = import_upload(
                 page.ctx, page.actor, upload, key=key, name=name, file_format=file_format,
-                delimiter=page.optional("delimiter"),
+                delimiter=page.optional("delimiter"), encoding=page.optional("encoding"),
                 on_duplicate_key=page.text("on_duplicate_key") or "error",
             )  # fmt: skip
         elif path:
             policy = store.parse_on_duplicate_key(page.text("on_duplicate_key") or "error")
+            fmt = parse_format(file_format) if file_format else None
+            require(page.actor, Action.EDIT_DATASETS)
+            store.check_import_folder(page.ctx, Path(path))
             view = store.import_file(
-                page.ctx, page.actor, Path(path), key=key, name=name,
-                file_format=parse_format(file_format) if file_format else None,
-                delimiter=page.optional("delimiter"), on_duplicate_key=policy,
+                page.ctx, page.actor, Path(path), key=key, name=name, file_format=fmt,
+                delimiter=page.optional("delimiter"), encoding=page.optional("encoding"),
+                on_duplicate_key=policy,
             )  # fmt: skip
         else:
             raise UserInputError("choose a file to upload, or give the path of one on the server.")
     except AudiencesyncError as error:
-        return _list(request, page, error=error.message, status=error.http_status,
+        return _list(request, page, error=error, status=error.http_status,
                      values=page.values())  # fmt: skip
     page.flash(f"Imported {view.row_count:,} profiles into dataset {view.name}.")
+    return redirect(f"/profiles/{view.name}")
+
+
+@router.post("/profiles/link")
+def link_table(request: Request, page: Form) -> Response:
+    try:
+        view = linked.link(
+            page.ctx, page.actor, page.text("link_name"), source=page.text("source"),
+            table=page.text("table"), key=page.text("link_key"),
+        )  # fmt: skip
+    except AudiencesyncError as error:
+        return _list(request, page, error=error, status=error.http_status,
+                     values=page.values())  # fmt: skip
+    page.flash(f"Linked dataset {view.name}: {view.row_count:,} profiles.")
     return redirect(f"/profiles/{view.name}")
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from audiencesync.api.routes.datasets import rows_of
+from audiencesync.control.permissions import Action, require
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.segments import service
-from audiencesync.segments.rules import RuleNode, load_rules_text, rules_to_yaml
+from audiencesync.segments.rules import RuleNode, RulesError, load_rules_text, rules_to_yaml
 from audiencesync.web import builder
 from audiencesync.web.charts import sparkline
-from audiencesync.web.common import CurrentPage, Form, Page, Posted, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, Posted, redirect, render
 
 router = APIRouter()
 HISTORY_POINTS = 20
@@ -44,7 +47,7 @@ def _form(
     yaml_text: str,
     description: str,
     editing: bool,
-    error: str | None = None,
+    error: FormError = None,
     status: int = 200,
 ) -> Response:
     datasets = store.list_datasets(page.ctx, page.actor)
@@ -60,7 +63,8 @@ def _form(
             if s.name != name
         ]
     return render(
-        request, page, "segment_form.html", name=name, dataset=dataset, datasets=datasets,
+        request, page, "segment_form.html", invalid_rows=builder_rows(error),
+        name=name, dataset=dataset, datasets=datasets,
         columns=columns, segment_names=others, root=root, operators=builder.OPERATORS,
         yaml_text=yaml_text, description=description, editing=editing, error=error,
         status=status, nav="segments",
@@ -69,10 +73,19 @@ def _form(
 
 @router.get("/segments/new")
 def new_segment(request: Request, page: CurrentPage) -> Response:
+    require(page.actor, Action.EDIT_SEGMENTS)  # viewers get no form that refuses on submit
     return _form(
         request, page, name="", dataset=request.query_params.get("dataset"),
         root=builder.empty(), yaml_text=EXAMPLE_YAML, description="", editing=False,
     )  # fmt: skip
+
+
+def builder_rows(error: FormError) -> set[str]:
+    """The builder rows (``r.0.1``) a rule error is about (``any[0].all[1]``: the second
+    row of the first group), so the form marks them."""
+    if not isinstance(error, RulesError):
+        return set()
+    return {"r" + "".join(f".{n}" for n in re.findall(r"\[(\d+)\]", p)) for p in error.paths}
 
 
 def _submitted(page: Posted) -> tuple[builder.Row, str]:
@@ -94,7 +107,7 @@ def _handle(request: Request, page: Posted, *, editing: bool, name: str, dataset
     action = page.text("action") or "save"
     description = page.text("description")
 
-    def again(error: str | None = None, status: int = 200) -> Response:
+    def again(error: FormError = None, status: int = 200) -> Response:
         return _form(
             request, page, name=name, dataset=dataset or None, root=root, yaml_text=yaml_text,
             description=description, editing=editing, error=error, status=status,
@@ -127,7 +140,7 @@ def _handle(request: Request, page: Posted, *, editing: bool, name: str, dataset
                 description=description or None,
             )  # fmt: skip
     except AudiencesyncError as error:
-        return again(error.message, error.http_status)
+        return again(error, error.http_status)
     page.flash(f"Segment {view.name} was saved.")
     return redirect(f"/segments/{view.name}")
 
@@ -153,6 +166,7 @@ def show_segment(request: Request, page: CurrentPage, name: str) -> Response:
 
 @router.get("/segments/{name}/edit")
 def edit_segment(request: Request, page: CurrentPage, name: str) -> Response:
+    require(page.actor, Action.EDIT_SEGMENTS)
     view = service.get_segment(page.ctx, page.actor, name)
     return _form(
         request, page, name=view.name, dataset=view.dataset, root=builder.from_rule(view.rules),

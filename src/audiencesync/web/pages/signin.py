@@ -9,9 +9,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from audiencesync.api import auth
-from audiencesync.api.deps import SESSION_COOKIE, find_principal, get_context, same_secret
-from audiencesync.errors import PermissionDeniedError
-from audiencesync.web.common import Form, redirect, same_origin, templates
+from audiencesync.api.deps import (
+    SESSION_COOKIE,
+    client_address,
+    find_principal,
+    get_context,
+    same_secret,
+)
+from audiencesync.errors import AudiencesyncError, PermissionDeniedError
+from audiencesync.web.common import Form, FormError, redirect, same_origin, templates
+from audiencesync.wording import for_web
 
 router = APIRouter()
 LOGIN_CSRF_COOKIE = "audiencesync_login_csrf"
@@ -36,7 +43,7 @@ def safe_next(target: str | None) -> str:
 
 
 def _login_page(
-    request: Request, *, error: str | None = None, status: int = 200, name: str = ""
+    request: Request, *, error: FormError = None, status: int = 200, name: str = ""
 ) -> HTMLResponse:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
     response = templates.TemplateResponse(
@@ -45,7 +52,7 @@ def _login_page(
         {
             "login_csrf": token,
             "next": safe_next(request.query_params.get("next")),
-            "error": error,
+            "error": for_web(error) if isinstance(error, AudiencesyncError) else error,
             "name": name,
         },
         status_code=status,
@@ -71,11 +78,11 @@ async def login(request: Request) -> Response:
             request, error="the sign-in form expired: try again.", status=400, name=name
         )
     ctx = get_context(request)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     try:
         actor = await run_in_threadpool(auth.sign_in, ctx, name, password, address=address)
     except PermissionDeniedError as error:
-        return _login_page(request, error=error.message, status=error.http_status, name=name)
+        return _login_page(request, error=error, status=error.http_status, name=name)
     cookie, _ = await run_in_threadpool(auth.start_session, ctx, actor)
     response = redirect(safe_next(str(form.get("next", "/"))))
     set_cookie(request, response, SESSION_COOKIE, cookie)

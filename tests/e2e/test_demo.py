@@ -1,0 +1,48 @@
+"""`make demo`'s closing hints are commands that work as printed, and it speaks in words."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audiencesync.cli.demo import held_in_words
+
+pytestmark = pytest.mark.slow
+
+
+def test_held_counts_read_as_words() -> None:
+    counts = {"EMAIL_SHA256": 6577, "PHONE_SHA256": 1, "MOBILE_AD_ID_SHA256": 1000}
+    assert held_in_words(counts) == "6,577 emails, 1 phone, 1,000 mobile ad ids"
+    assert held_in_words({}) == "nothing"
+
+
+def test_the_demos_explore_hints_run_as_printed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIENCESYNC_")}
+    home = tmp_path / "home"
+    demo = subprocess.run(
+        [sys.executable, "-m", "audiencesync", "demo", "--profiles", "2000", "--keep", str(home)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "{" not in demo.stdout.split("Explore")[-1], demo.stdout
+    held = re.search(r"held ([\d,]+) emails, ([\d,]+) phones, ([\d,]+) mobile ad ids", demo.stdout)
+    assert held, demo.stdout
+    lines = [line.strip() for line in demo.stdout.splitlines()]
+    hints = [line for line in lines if line.startswith("AUDIENCESYNC_HOME=")]
+    assert len(hints) == 2, demo.stdout
+    for hint in hints:
+        assignment, *command = shlex.split(hint)
+        name, _, value = assignment.partition("=")
+        assert Path(command[0]).is_file(), command
+        result = subprocess.run(
+            command, env={**env, name: value}, capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, (hint, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
