@@ -30,6 +30,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ID = 2**31 - 1
 #: A record's id in a path (a run, a token): 1 to MAX_ID, else 422 with one sentence.
 RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: A unified profile's id in a path: a BIGINT in DuckDB, so 1 to 2**63-1, else 422 (a
+#: larger number answered 500: DuckDB cannot bind it).
+UnifiedId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 #: declares the bearer scheme in OpenAPI (Swagger's "Authorize"); the header is read below.
 bearer_scheme = HTTPBearer(
     auto_error=False,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile, status
 
-from audiencesync.api.deps import Ctx, CurrentActor
+from audiencesync.api.deps import Ctx, CurrentActor, RecordId
 from audiencesync.api.privacy_models import (
     ErasurePublic,
     ErasureRequest,
@@ -103,12 +103,12 @@ def list_erasures(ctx: Ctx, actor: Admin) -> list[ErasurePublic]:
 
 
 @router.get("/erasures/{erasure_id}")
-def get_erasure(ctx: Ctx, actor: Admin, erasure_id: int) -> ErasurePublic:
+def get_erasure(ctx: Ctx, actor: Admin, erasure_id: RecordId) -> ErasurePublic:
     return ErasurePublic.of(privacy.get_erasure(ctx, actor, erasure_id))
 
 
 @router.post("/erasures/{erasure_id}/resume")
-def resume_erasure(ctx: Ctx, actor: Admin, erasure_id: int) -> ErasurePublic:
+def resume_erasure(ctx: Ctx, actor: Admin, erasure_id: RecordId) -> ErasurePublic:
     """Finish an interrupted erasure, or one that left exports pending."""
     return ErasurePublic.of(privacy.resume_erasure(ctx, actor, erasure_id))
 

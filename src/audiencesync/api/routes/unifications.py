@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from audiencesync.api.deps import Ctx, CurrentActor
+from audiencesync.api.deps import Ctx, CurrentActor, UnifiedId
 from audiencesync.api.models import UnificationCreate, UnificationPublic, UnifiedExplanationPublic
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import UserInputError
@@ -65,7 +65,9 @@ def refresh(ctx: Ctx, actor: Editor, name: str) -> UnificationPublic:
 
 
 @router.get("/{name}/profiles/{unified_id}")
-def explain(ctx: Ctx, actor: CurrentActor, name: str, unified_id: int) -> UnifiedExplanationPublic:
+def explain(
+    ctx: Ctx, actor: CurrentActor, name: str, unified_id: UnifiedId
+) -> UnifiedExplanationPublic:
     """One unified profile's source records and the keys that joined them."""
     return UnifiedExplanationPublic.of(unify.explain(ctx, actor, name, unified_id))
 

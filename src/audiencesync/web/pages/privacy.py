@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from audiencesync.api.deps import RecordId
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.sync import exports, privacy, retention
 from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
@@ -98,7 +99,7 @@ def erase(request: Request, page: Form) -> Response:
 
 
 @router.post("/privacy/erasures/{erasure_id}/resume")
-def resume(request: Request, page: Form, erasure_id: int) -> Response:
+def resume(request: Request, page: Form, erasure_id: RecordId) -> Response:
     try:
         view = privacy.resume_erasure(page.ctx, page.actor, erasure_id)
     except AudiencesyncError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from audiencesync.api.deps import UnifiedId
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.profiles.unify import service as unify
@@ -78,7 +79,7 @@ def refresh(page: Form, name: str) -> Response:
 
 
 @router.get("/unifications/{name}/profiles/{unified_id}")
-def explain(request: Request, page: CurrentPage, name: str, unified_id: int) -> Response:
+def explain(request: Request, page: CurrentPage, name: str, unified_id: UnifiedId) -> Response:
     found = unify.explain(page.ctx, page.actor, name, unified_id)
     fields = sorted({f for r in found.records for f in r.fields})
     return render(request, page, "unified_profile.html", found=found, fields=fields,
@@ -86,6 +87,6 @@ def explain(request: Request, page: CurrentPage, name: str, unified_id: int) -> 
 
 
 @router.get("/unifications/{name}/lookup")
-def lookup(page: CurrentPage, name: str, unified_id: int) -> Response:
+def lookup(page: CurrentPage, name: str, unified_id: UnifiedId) -> Response:
     return redirect(f"/unifications/{unify.get_unification(page.ctx, page.actor, name).name}"
                     f"/profiles/{unified_id}")  # fmt: skip
