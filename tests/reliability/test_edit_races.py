@@ -22,7 +22,7 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import Role
 from audiencesync.control.permissions import Actor
 from audiencesync.emulator.testing import EmulatorHandle
-from audiencesync.errors import ConflictError
+from audiencesync.errors import ConflictError, NotFoundError
 from audiencesync.sync import exports
 from audiencesync.sync.exports import ExportSpec
 from tests.conftest import make_actors
@@ -136,11 +136,27 @@ def test_racing_patch_and_delete_over_http_never_answer_500(profiles: Api) -> No
                     assert answer.json()["detail"].endswith("."), answer.text
             assert answers["delete"].status_code == 204, answers["delete"].text
             patch_answer = answers["patch"]
-            # Known race, not yet mended (issue 13's note): the PATCH reads the export and
-            # then its segments in two statements; a DELETE committed between them leaves
-            # "needs at least one segment" (400) where 404 would be true. Never a 500.
-            stale = patch_answer.status_code == 400 and "segment" in patch_answer.text
-            assert patch_answer.status_code in (200, 404, 409) or stale, patch_answer.text
+            # 404 when the DELETE came first (even between the PATCH's reads), 409 when
+            # it came while Snapchat was asked, 200 when the PATCH came first.
+            assert patch_answer.status_code in (200, 404, 409), patch_answer.text
     api.emulator.set_faults(latency_ms=0)
     # The races really raced: some edits lost to the removal.
     assert {404, 409} & set(seen["patch"]), seen
+
+
+def test_a_removal_between_the_reads_of_an_export_is_no_such_export(
+    ctx: Context, emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race above, made certain: the export's row is read, then a removal commits,
+    then its segments are read (none). The answer is "no such export" (404), not the
+    "needs at least one segment" (400) a PATCH built from that half-read used to get."""
+    admin, _ = _setup(ctx, emulator, tmp_path)
+    read_segments = exports.export_segment_names
+
+    def removed_first(session: object, export_id: int) -> list[str]:
+        exports.remove_export(ctx, admin, "main")  # another session, committed
+        return read_segments(session, export_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(exports, "export_segment_names", removed_first)
+    with pytest.raises(NotFoundError, match="there is no export named 'main'"):
+        exports.get_export(ctx, admin, "main")

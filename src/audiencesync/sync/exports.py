@@ -671,6 +671,11 @@ def _view(session: Session, row: Export, actor: Actor, storage: Storage) -> Expo
         next_run_at=next_at,
     )  # fmt: skip
     hidden = connection is not None and not visible(actor, connection)
+    segments = tuple(export_segment_names(session, row.id))
+    if not segments and session.scalar(select(Export.id).where(Export.id == row.id)) is None:
+        # Every export has a segment: none means a removal committed between the reads
+        # above (they are separate statements), so the true answer is "no such export".
+        raise _no_export(row.name)
     return ExportView(
         name=row.name,
         connection=(
@@ -681,7 +686,7 @@ def _view(session: Session, row: Export, actor: Actor, storage: Storage) -> Expo
         audience_name=row.audience_name,
         ad_account_id="" if hidden else row.ad_account_id,
         dataset=dataset.name if dataset else "",
-        segments=tuple(export_segment_names(session, row.id)),
+        segments=segments,
         email_field=row.email_field,
         phone_field=row.phone_field,
         maid_field=row.maid_field,
@@ -722,8 +727,12 @@ def refuse_while_running(session: Session, export: Export, doing: str) -> None:
 def get_row(session: Session, name: str) -> Export:
     row = session.scalar(select(Export).where(Export.name == name))
     if row is None:
-        raise NotFoundError(f"there is no export named {name!r}.", fix=Fix("list", "exports"))
+        raise _no_export(name)
     return row
+
+
+def _no_export(name: str) -> NotFoundError:
+    return NotFoundError(f"there is no export named {name!r}.", fix=Fix("list", "exports"))
 
 
 def _refuse_taken(session: Session, name: str, export_id: int | None) -> None:
