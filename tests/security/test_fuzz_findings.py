@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.integration.api.conftest import Api, add_export_via_api, connect_via_api
 
+
 def _integer_path_operations(api: Api) -> list[tuple[str, str, str, int, int]]:
     """Every operation of the OpenAPI document with an integer in its path: (method, path,
     parameter, minimum, maximum). Read from the document so a new route cannot be missed
@@ -16,7 +17,8 @@ def _integer_path_operations(api: Api) -> list[tuple[str, str, str, int, int]]:
             for parameter in operation.get("parameters", []):
                 schema = parameter.get("schema", {})
                 if parameter["in"] == "path" and schema.get("type") == "integer":
-                    assert "maximum" in schema and "minimum" in schema, (method, path)
+                    assert "maximum" in schema, (method, path)
+                    assert "minimum" in schema, (method, path)
                     found.append(
                         (method.upper(), path, parameter["name"],
                          schema["minimum"], schema["maximum"])
