@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,25 @@ def test_a_password_set_from_the_cli_revokes_api_tokens(home: Path) -> None:
         assert actor_for_token(ctx, token) is None
     finally:
         ctx.close()
+
+
+def test_time_zones_from_the_cli(home: Path) -> None:
+    run_cli("users", "add", "victor", "--role", "viewer", "--password-stdin",
+            home=home, input_text=PASSWORD)  # fmt: skip
+    own = run_cli("--as", "victor", "users", "set-time-zone", "victor", "europe/paris", home=home)
+    assert own.code == 0, own.output
+    assert own.stdout.strip() == "Web pages show victor times in Europe/Paris."
+    listed = run_cli("users", "list", "--json", home=home)
+    zones = {u["name"]: u["time_zone"] for u in json.loads(listed.stdout)}
+    assert zones == {"admin": None, "victor": "Europe/Paris"}
+
+    wrong = run_cli("users", "set-time-zone", "victor", "Mars/Base", home=home)
+    assert wrong.code != 0
+    assert wrong.stderr.strip() == (
+        "error: 'Mars/Base' is not a time zone: give time_zone an IANA name such as "
+        "Europe/Paris, America/New_York or UTC, or leave it empty for UTC."
+    )
+    denied = run_cli("--as", "victor", "users", "set-time-zone", "admin", "UTC", home=home)
+    assert "victor is a viewer and cannot manage users" in denied.stderr
+    back = run_cli("users", "set-time-zone", "victor", "", home=home)
+    assert back.stdout.strip() == "Web pages show victor times in UTC (no zone chosen)."

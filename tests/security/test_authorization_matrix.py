@@ -27,6 +27,7 @@ SIGNED_IN = "signed in"  # any role, about the caller themselves
 #: (method, path) -> the action of the permission table the operation needs.
 OPERATIONS: dict[tuple[str, str], Action | str] = {
     ("get", "/api/v1/me"): SIGNED_IN,
+    ("patch", "/api/v1/me"): SIGNED_IN,
     ("get", "/api/v1/me/tokens"): SIGNED_IN,
     ("post", "/api/v1/me/tokens"): SIGNED_IN,
     ("delete", "/api/v1/me/tokens/{token_id}"): SIGNED_IN,
@@ -121,6 +122,7 @@ OPERATIONS: dict[tuple[str, str], Action | str] = {
 
 #: Bodies that make an operation do what its action names (otherwise: required fields).
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("patch", "/api/v1/me"): {"time_zone": "Europe/Paris"},
     ("patch", "/api/v1/users/{name}"): {"role": "viewer"},
     ("post", "/api/v1/users"): {"name": "mallory", "role": "admin", "password": "x" * 12},
     ("post", "/api/v1/sources"): {"name": "nosuch", "url": "postgresql://h/db"},

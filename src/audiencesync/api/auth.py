@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from audiencesync.control import audit, users
 from audiencesync.control.context import Context
-from audiencesync.control.models import Role, User, utcnow
+from audiencesync.control.models import User, utcnow
 from audiencesync.control.permissions import Actor
 from audiencesync.control.web_models import (
     ApiToken,
@@ -66,10 +66,6 @@ class SignInThrottledError(PermissionDeniedError):
 def digest(secret: str) -> str:
     """The SHA-256 (hex) a secret is stored and looked up by."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _actor(user: User) -> Actor:
-    return Actor(user.id, user.name, Role(user.role))
 
 
 # --- personal API tokens ------------------------------------------------------------
@@ -163,7 +159,7 @@ def actor_for_token(ctx: Context, token: str) -> Actor | None:
             return None
         if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
             row.last_used_at = now
-        return _actor(user)
+        return users.actor_of(user)
 
 
 # --- browser sessions ---------------------------------------------------------------
@@ -216,7 +212,7 @@ def load_session(ctx: Context, cookie: str) -> SessionInfo | None:
         if now - row.last_seen_at > _TOUCH_EVERY:
             row.last_seen_at = now
             row.expires_at = min(now + SESSION_IDLE, row.created_at + SESSION_MAX_AGE)
-        return SessionInfo(row.id_hash, _actor(user), row.csrf_token, dict(row.data or {}))
+        return SessionInfo(row.id_hash, users.actor_of(user), row.csrf_token, dict(row.data or {}))
 
 
 def save_session_data(ctx: Context, info: SessionInfo) -> None:
@@ -459,7 +455,7 @@ def finish_callback(
             raise PermissionDeniedError(
                 "this Snapchat sign-in was started by another user: start it again yourself."
             )
-        started_by = _actor(owner)
+        started_by = users.actor_of(owner)
         authorization = Authorization(
             state=expected_state or state, url="", redirect_uri=row.redirect_uri
         )

@@ -50,10 +50,24 @@ class Message(_Out):
 # --- me and tokens ------------------------------------------------------------------
 
 
+_TIME_ZONE = (
+    "the IANA time zone web pages show this user times in (e.g. Europe/Paris); null: UTC. "
+    "Every timestamp of the API is ISO-8601 in UTC whatever it is"
+)
+
+
 class Me(_Out):
     name: str
     role: Role
     authenticated_by: Literal["session", "token"]
+    time_zone: str | None = Field(default=None, description=_TIME_ZONE)
+
+
+class MeUpdate(_In):
+    time_zone: str | None = Field(
+        default=None,
+        description="an IANA time zone name (any case); null or empty: UTC. Left out: unchanged",
+    )
 
 
 class TokenCreate(_In):
@@ -92,10 +106,13 @@ class UserPublic(_Out):
     name: str
     role: Role
     created_at: datetime
+    time_zone: str | None = Field(default=None, description=_TIME_ZONE)
 
     @classmethod
     def of(cls, view: UserView) -> UserPublic:
-        return cls(name=view.name, role=view.role, created_at=view.created_at)
+        return cls(
+            name=view.name, role=view.role, created_at=view.created_at, time_zone=view.time_zone
+        )
 
 
 class UserCreate(_In):

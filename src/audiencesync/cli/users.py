@@ -85,9 +85,12 @@ def list_(as_json: JsonOption = False) -> None:
     if as_json:
         print_json([UserPublic.of(v) for v in rows])
         return
-    table = Table("name", "role", "created")
+    table = Table("name", "role", "created (UTC)", "time zone")
     for user in rows:
-        table.add_row(user.name, user.role.value, user.created_at.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(
+            user.name, user.role.value, user.created_at.strftime("%Y-%m-%d %H:%M"),
+            user.time_zone or "UTC (none chosen)",
+        )  # fmt: skip
     console.print(table)
 
 
@@ -98,6 +101,21 @@ def set_role(name: str, role: str) -> None:
     with opened() as ctx:
         service.set_role(ctx, actor(ctx), name, parsed)
     console.print(f"{name} is now {parsed.value}.")
+
+
+@app.command("set-time-zone")
+def set_time_zone(
+    name: str,
+    zone: Annotated[
+        str, typer.Argument(help="An IANA time zone such as Europe/Paris; '' for UTC.")
+    ],
+) -> None:
+    """Set the time zone web pages show a user times in (yours, or anyone's as an
+    administrator). The command line and the API always say times in UTC."""
+    with opened() as ctx:
+        view = service.set_time_zone(ctx, actor(ctx), name, zone)
+    shown = view.time_zone or "UTC (no zone chosen)"
+    console.print(f"Web pages show {name} times in {shown}.")
 
 
 @app.command("set-password")

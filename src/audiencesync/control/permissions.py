@@ -21,6 +21,8 @@ class Actor:
     id: int
     name: str
     role: Role
+    #: the IANA zone the user reads times in (web pages); None: UTC.
+    time_zone: str | None = None
 
     @property
     def is_admin(self) -> bool:

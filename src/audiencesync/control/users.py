@@ -1,4 +1,5 @@
-"""Users: the first administrator, adding, listing, changing roles, removing, signing in."""
+"""Users: the first administrator, adding, listing, changing roles and time zones,
+removing, signing in."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import Role, User
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.web_models import ApiToken, WebSession
+from audiencesync.control.zones import canonical_zone
 from audiencesync.errors import (
     ConflictError,
     Fix,
@@ -35,14 +37,17 @@ class UserView:
     name: str
     role: Role
     created_at: datetime
+    #: the IANA zone web pages show the user times in; None: UTC.
+    time_zone: str | None = None
 
 
 def _view(user: User) -> UserView:
-    return UserView(user.name, Role(user.role), user.created_at)
+    return UserView(user.name, Role(user.role), user.created_at, user.time_zone)
 
 
-def _actor(user: User) -> Actor:
-    return Actor(user.id, user.name, Role(user.role))
+def actor_of(user: User) -> Actor:
+    """The Actor a user row acts as (with the zone their pages show times in)."""
+    return Actor(user.id, user.name, Role(user.role), user.time_zone)
 
 
 def parse_role(value: str) -> Role:
@@ -52,6 +57,22 @@ def parse_role(value: str) -> Role:
     except ValueError:
         roles = ", ".join(r.value for r in Role)
         raise UserInputError(f"unknown role {value!r}: use one of {roles}.") from None
+
+
+def parse_time_zone(value: str | None) -> str | None:
+    """The IANA zone ``value`` names, spelled as the tz database does; None for an empty
+    value (times in UTC); a UserInputError on field ``time_zone`` for anything else."""
+    if value is None or not value.strip():
+        return None
+    zone = canonical_zone(value)
+    if zone is None:
+        shown = value.strip()[:100]
+        raise UserInputError(
+            f"{shown!r} is not a time zone: give time_zone an IANA name such as "
+            "Europe/Paris, America/New_York or UTC, or leave it empty for UTC.",
+            field="time_zone",
+        )
+    return zone
 
 
 def _check_name(name: str) -> None:
@@ -139,6 +160,25 @@ def set_role(ctx: Context, actor: Actor, name: str, role: Role) -> UserView:
         return _view(user)
 
 
+def set_time_zone(ctx: Context, actor: Actor, name: str, time_zone: str | None) -> UserView:
+    """Set the zone web pages show ``name`` times in: your own, or anyone's as an
+    administrator. ``time_zone`` is an IANA name ("Europe/Paris", any case); empty or None
+    goes back to UTC. A UserInputError (field ``time_zone``) names an unknown zone."""
+    if name != actor.name:
+        require(actor, Action.MANAGE_USERS)
+    zone = parse_time_zone(time_zone)
+    with ctx.db.session() as session:
+        user = _get(session, name)
+        before = user.time_zone
+        if before != zone:
+            user.time_zone = zone
+            audit.record(
+                session, actor, "user.set_time_zone", f"user:{name}",
+                before={"time_zone": before}, after={"time_zone": zone},
+            )  # fmt: skip
+        return _view(user)
+
+
 def remove_user(ctx: Context, actor: Actor, name: str) -> None:
     """Remove a user; the last administrator and the acting user cannot be removed."""
     require(actor, Action.MANAGE_USERS)
@@ -159,8 +199,8 @@ def resolve_actor(ctx: Context, name: str | None) -> Actor:
             user = session.scalar(select(User).where(User.role == "admin").order_by(User.id))
             if user is None:
                 raise NotSetUpError("there is no administrator", fix=Fix("init"))
-            return _actor(user)
-        return _actor(_get(session, name))
+            return actor_of(user)
+        return actor_of(_get(session, name))
 
 
 def authenticate(ctx: Context, name: str, password: str) -> Actor:
@@ -178,7 +218,7 @@ def authenticate(ctx: Context, name: str, password: str) -> Actor:
             raise wrong from None
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
-        return _actor(user)
+        return actor_of(user)
 
 
 def set_password(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,8 +60,8 @@ from audiencesync.sync.audience import summary as audience_summary
 from audiencesync.sync.connections import may_use, visible
 from audiencesync.sync.destinations import NEEDS_REAUTH, open_destination
 from audiencesync.sync.engine import DEFAULT_MAX_REMOVAL_SHARE, identifier_values
+from audiencesync.sync.schedule import NO_SENTENCE, Sentence, export_schedule_sentence
 from audiencesync.sync.schedule import current as current_schedule
-from audiencesync.sync.schedule import export_schedule_words
 from audiencesync.types import IdentifierType
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,18 @@ class ExportView:
     last_run_at: datetime | None = None
     next_run_at: datetime | None = None
     #: when it runs next, in words ("off: the system refresh is off", "daily at ...").
-    schedule_words: str = ""
+    schedule_sentence: Sentence = NO_SENTENCE
     #: the latest audience reading, identifiers held now, drift (``sync.audience``).
     audience: AudienceSummary | None = None
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE
     alerts: ExportAlerts = field(default_factory=ExportAlerts)
     consent_field: str | None = None
     consent_values: tuple[str, ...] = ()
+
+    @property
+    def schedule_words(self) -> str:
+        """``schedule_sentence`` with its next time in UTC (the API's and the CLI's)."""
+        return str(self.schedule_sentence)
 
     @property
     def state(self) -> str:
@@ -162,12 +167,12 @@ def identifier_fields(spec: ExportSpec | ExportView | Export) -> dict[Identifier
 
 
 def next_run_at(schedule: str, timezone: str, after: datetime) -> datetime | None:
-    """When an export's own cron schedule fires next (None for system or manual)."""
+    """When an export's own cron schedule fires next, in UTC (None for system or manual)."""
     if schedule in ("system", "manual"):
         return None
     local = after.astimezone(ZoneInfo(timezone))
     fired: datetime = croniter(schedule, local).get_next(datetime)
-    return fired
+    return fired.astimezone(UTC)
 
 
 def _check_spec(spec: ExportSpec) -> ExportSpec:
@@ -665,7 +670,7 @@ def _view(session: Session, row: Export, actor: Actor, storage: Storage) -> Expo
         next_at = next_run_at(row.schedule, row.timezone, now)
         if row.schedule == "system" and system is not None:
             next_at = system.next_run_at  # None while the system refresh is off
-    words = export_schedule_words(
+    words = export_schedule_sentence(
         schedule=row.schedule, timezone=row.timezone, enabled=row.enabled,
         connected=connection is not None, needs_reauth=needs_reauth, system=system,
         next_run_at=next_at,
@@ -702,7 +707,7 @@ def _view(session: Session, row: Export, actor: Actor, storage: Storage) -> Expo
         last_run_status=last.status if last else None,
         last_run_at=(last.finished_at or last.started_at or last.queued_at) if last else None,
         next_run_at=next_at,
-        schedule_words=words,
+        schedule_sentence=words,
         audience=audience_summary(session, row.id, storage),
         max_removal_share=row.max_removal_share,
         alerts=export_alerts(session, row.id),

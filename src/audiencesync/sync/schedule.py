@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import ExpressionDescriptor, FormatError, Options
@@ -22,7 +22,31 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import AuditEntry, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.sync_models import SystemSchedule
+from audiencesync.control.zones import zone_label
 from audiencesync.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """When something runs, in words, and the next time the words end with.
+
+    ``stem`` names the schedule's own zone ("daily at 03:00 Europe/London"); the next time
+    is said in the zone of whoever reads it (``in_zone``), in UTC by default (``str``).
+    """
+
+    stem: str
+    next_at: datetime | None = None
+
+    def in_zone(self, zone: tzinfo | None = None) -> str:
+        """The sentence with its next time in ``zone`` (None: UTC)."""
+        return self.stem + next_words(self.next_at, zone)
+
+    def __str__(self) -> str:
+        return self.in_zone(None)
+
+
+#: no words yet (a view built without a schedule).
+NO_SENTENCE = Sentence("")
 
 
 @dataclass(frozen=True)
@@ -37,11 +61,16 @@ class ScheduleView:
     last_refresh_at: datetime | None = None
 
     @property
-    def words(self) -> str:
+    def sentence(self) -> Sentence:
         """The system refresh in words: "off: ..." or "daily at 03:00 UTC, next ..."."""
         if not self.enabled:
-            return "off: the system refresh is off"
-        return f"{describe_cron(self.cron)} {self.timezone}{next_words(self.next_run_at)}"
+            return Sentence("off: the system refresh is off")
+        return Sentence(f"{describe_cron(self.cron)} {self.timezone}", self.next_run_at)
+
+    @property
+    def words(self) -> str:
+        """The sentence with its next time in UTC (the API's and the CLI's)."""
+        return str(self.sentence)
 
 
 _HHMM = re.compile(r"^\d{1,2}$")
@@ -67,17 +96,47 @@ def describe_cron(cron: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def when_words(moment: datetime | None) -> str:
-    """A moment as every page says it: in UTC, "2026-12-02 03:00 UTC"."""
+def when_words(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    """A moment in ``zone`` (None: UTC) with the zone's short name at that moment:
+    "2026-12-02 03:00 UTC", "2026-12-02 04:00 CET". A naive moment is taken as UTC."""
     if moment is None:
         return "—"
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(ZoneInfo("UTC"))
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(zone or UTC)
+    return f"{local:%Y-%m-%d %H:%M} {zone_label(local)}"
 
 
-def next_words(moment: datetime | None) -> str:
-    return f", next {when_words(moment)}" if moment is not None else ""
+def next_words(moment: datetime | None, zone: tzinfo | None = None) -> str:
+    return f", next {when_words(moment, zone)}" if moment is not None else ""
+
+
+def export_schedule_sentence(
+    *,
+    schedule: str,
+    timezone: str,
+    enabled: bool,
+    connected: bool,
+    needs_reauth: bool,
+    system: ScheduleView | None,
+    next_run_at: datetime | None,
+) -> Sentence:
+    """When an export runs next, in words (the same in the UI, the API and the CLI; the
+    UI says the next time in the viewer's zone)."""
+    if not connected:
+        return Sentence("off: the export has no connection")
+    if not enabled:
+        return Sentence("off: the export is disabled")
+    if needs_reauth:
+        return Sentence("paused: its connection needs re-authentication")
+    if schedule == "manual":
+        return Sentence("on demand only")
+    if schedule == "system":
+        if system is None or not system.enabled:
+            return Sentence("off: the system refresh is off (runs on demand only)")
+        own = system.sentence
+        return Sentence(f"with the system refresh, {own.stem}", own.next_at)
+    return Sentence(f"{describe_cron(schedule)} {timezone}", next_run_at)
 
 
 def export_schedule_words(
@@ -90,20 +149,12 @@ def export_schedule_words(
     system: ScheduleView | None,
     next_run_at: datetime | None,
 ) -> str:
-    """When an export runs next, in words (the same in the UI, the API and the CLI)."""
-    if not connected:
-        return "off: the export has no connection"
-    if not enabled:
-        return "off: the export is disabled"
-    if needs_reauth:
-        return "paused: its connection needs re-authentication"
-    if schedule == "manual":
-        return "on demand only"
-    if schedule == "system":
-        if system is None or not system.enabled:
-            return "off: the system refresh is off (runs on demand only)"
-        return f"with the system refresh, {system.words}"
-    return f"{describe_cron(schedule)} {timezone}{next_words(next_run_at)}"
+    """``export_schedule_sentence`` with its next time in UTC."""
+    sentence = export_schedule_sentence(
+        schedule=schedule, timezone=timezone, enabled=enabled, connected=connected,
+        needs_reauth=needs_reauth, system=system, next_run_at=next_run_at,
+    )  # fmt: skip
+    return str(sentence)
 
 
 def check_cron(cron: str, timezone: str) -> None:
@@ -122,9 +173,9 @@ def check_cron(cron: str, timezone: str) -> None:
 
 
 def next_fire(cron: str, timezone: str, after: datetime) -> datetime:
-    """The first time after ``after`` that ``cron`` fires in ``timezone``."""
+    """The first time after ``after`` that ``cron`` fires in ``timezone``, in UTC."""
     fired: datetime = croniter(cron, after.astimezone(ZoneInfo(timezone))).get_next(datetime)
-    return fired
+    return fired.astimezone(UTC)
 
 
 def last_fire(cron: str, timezone: str, at: datetime) -> datetime:

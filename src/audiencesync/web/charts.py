@@ -8,11 +8,13 @@ Content Security Policy can forbid inline styles.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
 from html import escape
 from typing import Any
 
 from markupsafe import Markup
 
+from audiencesync.control.zones import zone_label
 from audiencesync.sync.audience import ReadingView
 from audiencesync.sync.runs import RunView
 
@@ -45,10 +47,13 @@ def _total(counts: object) -> int:
     return 0
 
 
-def export_chart(runs: Sequence[RunView], readings: Sequence[ReadingView]) -> dict[str, Any]:
+def export_chart(
+    runs: Sequence[RunView], readings: Sequence[ReadingView], zone: tzinfo | None = None
+) -> dict[str, Any]:
     """The data of an export's two charts (drawn by Chart.js in the browser).
 
-    ``audience``: per reading, oldest first (labelled to the second), the identifiers
+    ``audience``: per reading, oldest first (labelled to the second in ``zone``, with its
+    short name; None: in UTC without one), the identifiers
     held, the matched users Snapchat reported and the match rate in percent (both null
     while it was still matching, so a stale figure is never drawn). ``runs``: per finished
     run that sent (dry runs send nothing), the identifiers added and removed; a clear or a
@@ -61,7 +66,7 @@ def export_chart(runs: Sequence[RunView], readings: Sequence[ReadingView]) -> di
     ]  # fmt: skip
     return {
         "audience": {
-            "labels": [f"{r.read_at:%Y-%m-%d %H:%M:%S}" for r in readings],
+            "labels": [_second(r.read_at, zone) for r in readings],
             "reading_ids": [r.id for r in readings],
             "held": [r.identifiers_held for r in readings],
             "matched": [r.approximate_number_users if r.complete else None for r in readings],
@@ -77,6 +82,13 @@ def export_chart(runs: Sequence[RunView], readings: Sequence[ReadingView]) -> di
             "emptied": [1 if r.counts.get("emptied") else 0 for r in sent],
         },
     }
+
+
+def _second(moment: datetime, zone: tzinfo | None) -> str:
+    if zone is None:
+        return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M:%S} {zone_label(local)}"
 
 
 def _emptied(run: RunView) -> int:

@@ -13,6 +13,8 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context as TemplateContext
 from starlette.datastructures import FormData, UploadFile
 
 from audiencesync.api.auth import SessionInfo, save_session_data
@@ -25,9 +27,10 @@ from audiencesync.api.deps import (
 )
 from audiencesync.control.context import Context
 from audiencesync.control.permissions import Action, Actor, allowed
+from audiencesync.control.zones import viewer_zone
 from audiencesync.errors import AudiencesyncError, PermissionDeniedError
 from audiencesync.sync.exports import KIND_WORDS
-from audiencesync.sync.schedule import when_words
+from audiencesync.sync.schedule import Sentence, when_words
 from audiencesync.wording import field_label, for_web
 
 HERE = Path(__file__).parent
@@ -36,9 +39,16 @@ FormError: TypeAlias = str | AudiencesyncError | None
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
-def _when(value: datetime | None) -> str:
-    """Every time a page shows is in UTC (the schedules' own zones are named in words)."""
-    return when_words(value)
+@pass_context
+def _when(context: TemplateContext, value: datetime | Sentence | None) -> str:
+    """Every time a page shows, in the signed-in user's zone (UTC when they chose none),
+    with the zone's short name: "2026-12-07 14:05 CET". A schedule ``Sentence`` keeps
+    its own zone for the cron and says its next time so too."""
+    user = context.get("user")
+    zone = viewer_zone(user.time_zone if isinstance(user, Actor) else None)
+    if isinstance(value, Sentence):
+        return value.in_zone(zone)
+    return when_words(value, zone)
 
 
 def _number(value: object) -> str:

@@ -47,7 +47,9 @@ def test_a_wrong_token_is_401(api: Api) -> None:
 
 def test_me_names_the_user_and_how_they_signed_in(api: Api) -> None:
     answer = api.contributor.get("/api/v1/me")
-    assert answer.json() == {"name": "carol", "role": "contributor", "authenticated_by": "token"}
+    assert answer.json() == {
+        "name": "carol", "role": "contributor", "authenticated_by": "token", "time_zone": None,
+    }  # fmt: skip
 
 
 def test_tokens_are_shown_once_stored_hashed_and_revoked_by_their_owner(api: Api) -> None:

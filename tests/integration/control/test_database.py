@@ -6,9 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import inspect, text
 
+from audiencesync.api import auth
+from audiencesync.control import users
 from audiencesync.control.context import Context
-from audiencesync.control.db import Database
+from audiencesync.control.db import Database, _alembic_config
 from audiencesync.control.secrets import SecretBox
 from audiencesync.errors import NotSetUpError
 from audiencesync.settings import Settings
@@ -58,3 +62,33 @@ def test_a_wrong_key_says_which_setting_to_fix(tmp_path: Path) -> None:
         SecretBox.from_passphrase("two").decrypt(token)
     with pytest.raises(NotSetUpError, match="secret key file"):
         SecretBox.from_key_file(tmp_path / "missing", create=False)
+
+
+def test_the_time_zone_migration_goes_down_and_up_keeping_users_and_tokens(
+    ctx: Context,
+) -> None:
+    """0014 adds users.time_zone; going back to 0013 drops only that column (SQLite's
+    table rebuild would take every session and API token along, through their cascade)."""
+    admin = users.resolve_actor(ctx, "admin")
+    users.set_time_zone(ctx, admin, "admin", "Europe/Paris")
+    token = auth.create_token(ctx, admin, "nightly").token
+    assert ctx.db.current_revision() == "0014_user_time_zone"
+
+    def columns() -> set[str]:
+        with ctx.db.engine.connect() as bind:
+            return {c["name"] for c in inspect(bind).get_columns("users")}
+
+    config = _alembic_config()
+    with ctx.db.engine.begin() as bind:
+        config.attributes["connection"] = bind
+        command.downgrade(config, "0013_rate_windows")
+    assert ctx.db.current_revision() == "0013_rate_windows"
+    assert "time_zone" not in columns()
+    with ctx.db.engine.connect() as bind:
+        assert bind.execute(text("SELECT name FROM users")).scalars().all() == ["admin"]
+        assert bind.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 1
+
+    ctx.db.migrate()
+    assert "time_zone" in columns()
+    assert users.resolve_actor(ctx, "admin").time_zone is None  # UTC again, as before 0014
+    assert auth.actor_for_token(ctx, token) == users.resolve_actor(ctx, "admin")

@@ -113,3 +113,41 @@ def test_users_change_their_own_password(ctx: Context, actors: dict[Role, Actor]
     assert users.authenticate(ctx, "victor", "a new long password").name == "victor"
     with pytest.raises(PermissionDeniedError):
         users.set_password(ctx, victor, "admin", "taking over admin")
+
+
+def test_each_user_chooses_the_time_zone_their_pages_show(
+    ctx: Context, actors: dict[Role, Actor]
+) -> None:
+    victor = actors[Role.VIEWER]
+    assert users.resolve_actor(ctx, "victor").time_zone is None  # until chosen: UTC
+    view = users.set_time_zone(ctx, victor, "victor", "europe/paris")
+    assert view.time_zone == "Europe/Paris"  # spelled as the tz database does
+    assert users.resolve_actor(ctx, "victor").time_zone == "Europe/Paris"
+    assert users.authenticate(ctx, "victor", PASSWORD).time_zone == "Europe/Paris"
+    listed = {u.name: u.time_zone for u in users.list_users(ctx, victor)}
+    assert listed == {"admin": None, "carol": None, "victor": "Europe/Paris"}
+    entry = audit.list_entries(ctx, actors[Role.ADMIN], target="user:victor")[0]
+    assert (entry.actor, entry.action) == ("victor", "user.set_time_zone")
+    assert entry.after == {"time_zone": "Europe/Paris"}
+    # An administrator sets anyone's; an empty zone goes back to UTC.
+    assert users.set_time_zone(ctx, actors[Role.ADMIN], "victor", " ").time_zone is None
+    assert users.resolve_actor(ctx, "victor").time_zone is None
+    with pytest.raises(PermissionDeniedError):
+        users.set_time_zone(ctx, victor, "carol", "Asia/Tokyo")
+    assert users.resolve_actor(ctx, "carol").time_zone is None
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "CEST", "../../etc/passwd", "x" * 500])
+def test_an_unknown_time_zone_is_one_sentence_naming_the_field(
+    ctx: Context, actors: dict[Role, Actor], zone: str
+) -> None:
+    carol = actors[Role.CONTRIBUTOR]
+    users.set_time_zone(ctx, carol, "carol", "Asia/Tokyo")
+    with pytest.raises(UserInputError) as caught:
+        users.set_time_zone(ctx, carol, "carol", zone)
+    error = caught.value
+    assert error.field == "time_zone"
+    assert ". " not in str(error)
+    assert str(error).endswith(".")
+    assert "is not a time zone: give time_zone an IANA name such as Europe/Paris" in str(error)
+    assert users.resolve_actor(ctx, "carol").time_zone == "Asia/Tokyo"  # unchanged

@@ -1,4 +1,4 @@
-"""``/me``: who you are, and your personal API tokens."""
+"""``/me``: who you are, your time zone, and your personal API tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from fastapi import APIRouter, status
 
 from audiencesync.api import auth
 from audiencesync.api.deps import Ctx, CurrentActor, CurrentPrincipal, RecordId
-from audiencesync.api.models import Me, TokenCreate, TokenCreated, TokenPublic
+from audiencesync.api.models import Me, MeUpdate, TokenCreate, TokenCreated, TokenPublic
+from audiencesync.control import users
 
 router = APIRouter(prefix="/me", tags=["me"])
 
@@ -15,7 +16,21 @@ router = APIRouter(prefix="/me", tags=["me"])
 def whoami(principal: CurrentPrincipal) -> Me:
     """The calling user, their role, and how they signed in."""
     actor = principal.actor
-    return Me(name=actor.name, role=actor.role, authenticated_by=principal.via)
+    return Me(
+        name=actor.name, role=actor.role, authenticated_by=principal.via,
+        time_zone=actor.time_zone,
+    )  # fmt: skip
+
+
+@router.patch("")
+def update_me(ctx: Ctx, principal: CurrentPrincipal, body: MeUpdate) -> Me:
+    """Set the time zone web pages show you times in (``time_zone``: an IANA name such as
+    Europe/Paris; null or empty for UTC). The API itself always answers in UTC."""
+    actor = principal.actor
+    zone = actor.time_zone
+    if "time_zone" in body.model_fields_set:
+        zone = users.set_time_zone(ctx, actor, actor.name, body.time_zone).time_zone
+    return Me(name=actor.name, role=actor.role, authenticated_by=principal.via, time_zone=zone)
 
 
 @router.get("/tokens")

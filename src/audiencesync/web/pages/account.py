@@ -1,4 +1,4 @@
-"""Your account: change your password; create and revoke your API tokens."""
+"""Your account: your time zone; change your password; create and revoke your API tokens."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from audiencesync.api import auth
 from audiencesync.api.deps import RecordId, client_address
 from audiencesync.control import users
+from audiencesync.control.zones import zone_names
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.web.common import CurrentPage, Form, FormError, Page, redirect, render
 
@@ -27,13 +28,24 @@ def _account(
     return render(
         request, page, "account.html",
         tokens=auth.list_tokens(page.ctx, page.actor), error=error, new_token=new_token,
-        status=status, nav="account",
+        status=status, nav="account", zones=zone_names(),
     )  # fmt: skip
 
 
 @router.get("/account")
 def account(request: Request, page: CurrentPage) -> Response:
     return _account(request, page)
+
+
+@router.post("/account/time-zone")
+def set_time_zone(request: Request, page: Form) -> Response:
+    """The zone every page shows you times in; empty: UTC."""
+    try:
+        view = users.set_time_zone(page.ctx, page.actor, page.actor.name, page.text("time_zone"))
+    except AudiencesyncError as error:
+        return _account(request, page, error=error, status=error.http_status)
+    page.flash(f"Times are now shown in {view.time_zone or 'UTC'}.")
+    return redirect("/account")
 
 
 @router.post("/account/password")

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from audiencesync.api.deps import RecordId
 from audiencesync.control.models import Role
 from audiencesync.control.permissions import Action, allowed, require
+from audiencesync.control.zones import viewer_zone
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.segments import service as segments
@@ -341,7 +342,8 @@ def _panel_context(page: Page, name: str) -> dict[str, Any]:
     latest = run_readings(history, readings)
     return {
         "runs": history, "active": active, "name": name, "run_readings": latest,
-        "chart": export_chart(history, readings), "readings": readings,
+        "chart": export_chart(history, readings, viewer_zone(page.actor.time_zone)),
+        "readings": readings,
     }  # fmt: skip
 
 
