@@ -74,8 +74,12 @@ def list_entries(
                 select(Connection.name).where(Connection.shared_with_contributors.is_(True))
             )
         }
-        for entry in session.scalars(query.execution_options(yield_per=500)):
+        # The server-side cursor is closed when the loop stops at ``limit`` (PostgreSQL
+        # warned of a cursor left open otherwise).
+        entries = session.scalars(query.execution_options(yield_per=500))
+        for entry in entries:
             if len(views) >= limit:
+                entries.close()
                 break
             before, after = entry.before, entry.after
             if entry.target.startswith("connection:") and actor.role is not Role.ADMIN:
