@@ -16,10 +16,19 @@ if connection is None:
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch step rebuilds a table (CREATE new, copy, DROP old): with foreign keys on,
+        # the DROP deletes the rows of every table that cascades from it (a downgrade
+        # rebuilding ``exports`` took every run with it). Off for the migration, on after.
+        # SQLite ignores the pragma inside a transaction: before any write it is not in one.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(
+            connection=connection, target_metadata=Base.metadata, render_as_batch=sqlite
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
