@@ -6,7 +6,10 @@ machines. :class:`DatabaseBudgets` keeps each token's latest slots in ``rate_win
 (keyed by a keyed hash of the token, never the token) and hands out slots under a row
 lock, on the database's clock, so machines whose clocks differ still agree. A process
 sleeps until its slot outside the transaction. The rule is the per-process one: at most
-``floor(rate)`` requests in any ``floor(rate) / rate * 1.1`` seconds.
+``floor(rate)`` requests in any ``floor(rate) / rate * 1.1`` seconds, and it holds for
+the times requests are sent: a process that wakes more than ``late_tolerance`` after its
+slot (a busy machine) gives the slot up and takes a new one in one transaction, so a late
+request never goes out beside the next slots' requests, which other processes hold.
 
 With SQLite (one machine) the process-wide windows are kept. If the database cannot be
 reached for a slot, the process falls back to its own window for that request (logged):
@@ -24,7 +27,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audiencesync.control.db import Database
 from audiencesync.http import Budgets, Clock, SystemClock, shared_budgets
-from audiencesync.http.ratelimit import next_slot, window_of
+from audiencesync.http.ratelimit import (
+    late_tolerance,
+    next_slot,
+    recent_slots,
+    window_of,
+    without_slot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ class DatabaseBudgets:
         self._db = db
         self._rate = rate
         self._limit, self._window = window_of(rate)
+        self._tolerance = late_tolerance(rate)
         self._digest = digest
         self._clock = clock or SystemClock()
         self._fallback = shared_budgets(rate, self._clock)
@@ -58,7 +68,15 @@ class DatabaseBudgets:
         """Take the next slot of ``token``'s shared window; the seconds until it comes."""
         return self._reserve(token)[1]
 
-    def _reserve(self, token: str | None) -> tuple[float, float]:
+    def _reserve(self, token: str | None, give_up: float | None = None) -> tuple[float, float]:
+        """The next slot (database seconds) and the seconds until it comes."""
+        slot, wait, _ = self._take(token, give_up)
+        return slot, wait
+
+    def _take(self, token: str | None, give_up: float | None) -> tuple[float, float, float]:
+        """The next slot (database seconds), the seconds until it comes, and when that is
+        on this process's clock; ``give_up`` (a slot this process took and did not use)
+        is freed in the same transaction."""
         key = self._digest(token or "")
         with self._db.engine.begin() as connection:
             connection.execute(
@@ -68,20 +86,34 @@ class DatabaseBudgets:
                 ),
                 {"key": key},
             )
-            row = connection.execute(
-                text(
-                    "SELECT slots, extract(epoch FROM clock_timestamp()) FROM rate_windows "
-                    "WHERE key = :key FOR UPDATE"
-                ),
+            stored = connection.execute(
+                text("SELECT slots FROM rate_windows WHERE key = :key FOR UPDATE"),
                 {"key": key},
-            ).one()
-            slots = [float(s) for s in json.loads(row[0])]
-            now = float(row[1])
+            ).scalar_one()
+            # The time is read once the lock is held (read in the locking SELECT, it can
+            # date from before a wait for the lock). The commit does not wait for the
+            # disk: a slot lost in a crash of the database costs at worst one burst too
+            # many, met by the retry policy, while a slow commit would make every
+            # request late for its slot.
+            now = float(
+                connection.execute(
+                    text(
+                        "SELECT extract(epoch FROM clock_timestamp()), "
+                        "set_config('synchronous_commit', 'off', true)"
+                    )
+                ).one()[0]
+            )
+            # Local time just after the database's: the slot on this clock is never
+            # early, and the time the commit takes counts as lateness.
+            known = self._clock.monotonic()
+            slots = [float(s) for s in json.loads(stored)]
+            if give_up is not None:
+                slots = without_slot(slots, give_up)
+            slots = recent_slots(slots, now, self._window)
             slot = next_slot(slots, now, self._limit, self._window)
-            kept = [*slots, slot][-self._limit :]
             connection.execute(
                 text("UPDATE rate_windows SET slots = :slots, updated = :now WHERE key = :key"),
-                {"slots": json.dumps(kept), "now": now, "key": key},
+                {"slots": json.dumps([*slots, slot]), "now": now, "key": key},
             )
             if now - self._last_sweep > FORGET_AFTER_SECONDS:
                 self._last_sweep = now
@@ -89,47 +121,34 @@ class DatabaseBudgets:
                     text("DELETE FROM rate_windows WHERE updated < :horizon AND key <> :key"),
                     {"horizon": now - FORGET_AFTER_SECONDS, "key": key},
                 )
-        return slot, slot - now
-
-    def confirm(self, token: str | None, slot: float) -> None:
-        """Move a slot to the moment the request really goes (a process woken late, on a
-        busy machine, would otherwise send later than its slot, closer to the slots that
-        follow): the next reservations count from when it was sent."""
-        key = self._digest(token or "")
-        with self._db.engine.begin() as connection:
-            row = connection.execute(
-                text(
-                    "SELECT slots, extract(epoch FROM clock_timestamp()) FROM rate_windows "
-                    "WHERE key = :key FOR UPDATE"
-                ),
-                {"key": key},
-            ).one_or_none()
-            if row is None:
-                return
-            slots = [float(s) for s in json.loads(row[0])]
-            now = float(row[1])
-            if slot not in slots or now <= slot:
-                return
-            slots[slots.index(slot)] = now
-            connection.execute(
-                text("UPDATE rate_windows SET slots = :slots, updated = :now WHERE key = :key"),
-                {"slots": json.dumps(sorted(slots)), "now": now, "key": key},
-            )
+        return slot, slot - now, known + (slot - now)
 
     def acquire(self, token: str | None) -> float:
-        """Take one slot, sleeping until it is due; returns the seconds waited."""
+        """Take one slot, sleeping until it is due; returns the seconds waited.
+
+        The slot is on the database's clock; the sleep and the check that the request is
+        not late for it are on this process's clock, from the moment the database's time
+        was read (so never early). More than the tolerance late (a slow commit, a late
+        wake-up), the process gives the slot up and takes the next one: it sends within
+        the tolerance of a slot, or not at all.
+        """
+        waited = 0.0
         try:
-            slot, wait = self._reserve(token)
-            if wait > 0:
-                self._clock.sleep(wait)
-            self.confirm(token, slot)
+            slot, _, due = self._take(token, None)
+            while True:
+                wait = due - self._clock.monotonic()
+                if wait > 0:
+                    self._clock.sleep(wait)
+                    waited += wait
+                if self._clock.monotonic() - due <= self._tolerance:
+                    return waited
+                slot, _, due = self._take(token, slot)
         except SQLAlchemyError as error:
             log.warning(
                 "the shared rate budget could not be read (%s): this process keeps its own",
                 type(error).__name__,
             )
-            return self._fallback.acquire(token)
-        return max(0.0, wait)
+            return waited + self._fallback.acquire(token)
 
 
 def budgets_for(db: Database, rate: float, digest: Callable[[str], str]) -> Budgets | None:

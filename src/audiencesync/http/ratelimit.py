@@ -8,7 +8,11 @@ since the limit follows the token, not the client object: runs one after another
 process reuse the same token and must share its budget.
 
 Callers reserve a slot under a lock and then sleep outside it until their slot comes,
-so concurrent threads queue in order instead of waking together and colliding.
+so concurrent threads queue in order instead of waking together and colliding. A caller
+that wakes more than :func:`late_tolerance` after its slot (a busy machine schedules
+sleepers late) gives the slot up and takes a new one: the rule holds for the times
+requests are sent, not only for the slots handed out, so no request goes out beside the
+next slot's requests.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections import deque
 from typing import Protocol
 
 from audiencesync.http.clock import Clock
@@ -50,6 +53,29 @@ def next_slot(slots: list[float], now: float, limit: int, window: float) -> floa
     return slot
 
 
+def late_tolerance(rate: float) -> float:
+    """How late after its slot a request may still go: half the window's margin (50 ms at
+    10 req/s). The other half is left for what follows the wake-up (handing the request
+    to the connection, the network, the server's clock)."""
+    limit, window = window_of(rate)
+    return (window - limit / rate) / 2
+
+
+def without_slot(slots: list[float], slot: float) -> list[float]:
+    """``slots`` less one occurrence of ``slot`` (a slot given up, its request unsent)."""
+    kept = list(slots)
+    if slot in kept:
+        kept.remove(slot)
+    return kept
+
+
+def recent_slots(slots: list[float], now: float, window: float) -> list[float]:
+    """The slots that still bound the next ones at ``now``: those less than a window old
+    (and every later one), in order. Kept by age, not by count, so a slot given up
+    never lets an older one that still counts drop out."""
+    return sorted(s for s in slots if s + window > now)
+
+
 def window_of(rate: float) -> tuple[int, float]:
     """``(limit, window)`` for ``rate`` requests per second (see :class:`RequestWindow`)."""
     if rate <= 0:
@@ -69,9 +95,11 @@ class RequestWindow:
     def __init__(self, rate: float, clock: Clock) -> None:
         self._rate = rate
         self._limit, self._window = window_of(rate)
+        self._tolerance = late_tolerance(rate)
         self._clock = clock
         self._lock = threading.Lock()
-        self._slots: deque[float] = deque(maxlen=self._limit)
+        self._slots: list[float] = []
+        self._last: float | None = None
 
     @property
     def rate(self) -> float:
@@ -79,23 +107,35 @@ class RequestWindow:
 
     def reserve(self) -> float:
         """Take the next free slot; returns the seconds until it comes (0 = now)."""
+        return self._take()[1]
+
+    def _take(self, give_up: float | None = None) -> tuple[float, float]:
         with self._lock:
             now = self._clock.monotonic()
-            slot = next_slot(list(self._slots), now, self._limit, self._window)
-            self._slots.append(slot)
-        return slot - now
+            slots = self._slots if give_up is None else without_slot(self._slots, give_up)
+            slots = recent_slots(slots, now, self._window)
+            slot = next_slot(slots, now, self._limit, self._window)
+            self._slots = [*slots, slot]
+            self._last = slot
+        return slot, slot - now
 
     def acquire(self) -> float:
-        """Take one slot, sleeping until it is due; returns the seconds waited."""
-        wait = self.reserve()
-        if wait > 0:
-            self._clock.sleep(wait)
-        return max(0.0, wait)
+        """Take one slot, sleeping until it is due; returns the seconds waited. Woken too
+        late for it, gives it up and takes the next one."""
+        waited = 0.0
+        slot, wait = self._take()
+        while True:
+            if wait > 0:
+                self._clock.sleep(wait)
+                waited += wait
+            if self._clock.monotonic() - slot <= self._tolerance:
+                return waited
+            slot, wait = self._take(give_up=slot)
 
     def idle_since(self) -> float | None:
         """The time of the last reserved slot (None when none was taken)."""
         with self._lock:
-            return self._slots[-1] if self._slots else None
+            return self._last
 
 
 class RateBudgets:
@@ -123,10 +163,7 @@ class RateBudgets:
             if window is None:
                 self._forget_idle()
                 window = self._windows[key] = RequestWindow(self._rate, self._clock)
-            wait = window.reserve()
-        if wait > 0:
-            self._clock.sleep(wait)
-        return max(0.0, wait)
+        return window.acquire()
 
     def _forget_idle(self) -> None:
         now = self._clock.monotonic()

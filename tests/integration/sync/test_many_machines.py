@@ -227,11 +227,6 @@ def test_runs_alternate_between_two_homes_sharing_a_bucket_and_stay_exact(
             ctx.close()
 
 
-@pytest.mark.skipif(
-    os.environ.get("AUDIENCESYNC_TEST_S3_ALL") != "1",
-    reason="failed once in three runs on a loaded machine (cause not yet found): runs in "
-    "`make test-storage` (AUDIENCESYNC_TEST_S3_ALL=1) until it is settled, not in CI",
-)
 def test_two_workers_on_one_connection_never_exceed_the_rate_limit_together(
     tmp_path: Path, postgres_schema_url: str
 ) -> None:

@@ -205,3 +205,50 @@ def test_each_access_token_has_its_own_budget() -> None:
     assert clock.sleeps == []
     budgets.acquire("token-a")  # the eleventh of token-a waits for its window
     assert clock.sleeps == pytest.approx([1.1])
+
+
+class _LateWakeClock(ManualClock):
+    """One sleep ends ``late`` seconds after it should (a busy machine), and while it
+    lasts other callers take their slots (``meanwhile``), as other threads would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late = 0.0
+        self.meanwhile: list[object] = []
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        late, self.late = self.late, 0.0
+        hooks, self.meanwhile = self.meanwhile, []
+        for hook in hooks:
+            assert callable(hook)
+            hook()
+        self.advance(late)
+
+
+def test_a_request_woken_late_never_goes_out_beside_the_next_slots_requests() -> None:
+    clock = _LateWakeClock()
+    window = RequestWindow(10.0, clock)
+    sent_at: list[float] = []
+
+    def send() -> None:
+        window.acquire()
+        sent_at.append(clock.monotonic())
+
+    for _ in range(10):
+        send()  # ten at once
+    # The eleventh sleeps until 1.1 s and wakes 0.3 s late; meanwhile nine others take
+    # the slots at 1.1 s and go.
+    clock.late = 0.3
+    clock.meanwhile = [send] * 9
+    send()
+    for _ in range(10):
+        send()
+    assert len(sent_at) == 30
+    ordered = sorted(sent_at)
+    # What Snapchat sees: never more than 10 requests in any second.
+    for index in range(10, len(ordered)):
+        assert ordered[index] - ordered[index - 10] >= 1.0, ordered
+    # The late request took the next free slot at once: the rate is kept, not lowered.
+    assert ordered[19] == pytest.approx(1.4)
+    assert max(ordered) == pytest.approx(2.5)
