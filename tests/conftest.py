@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,27 @@ def postgres_url_or_skip() -> str:
     if REQUIRE_POSTGRES:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@contextmanager
+def own_postgres_database(prefix: str = "as_src_") -> Iterator[str]:
+    """A PostgreSQL database of its own on the test server, dropped afterwards: where a
+    test keeps a table it links as a profile source. Not a schema of the test database,
+    since the link check refuses a database holding an audiencesync control schema, and
+    under ``pytest -n`` other workers' control schemas live there."""
+    base = postgres_url_or_skip()
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    admin = create_engine(
+        base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield base.split("?", 1)[0].rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 @pytest.fixture

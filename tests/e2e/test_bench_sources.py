@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.cli_runner import run_cli
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import own_postgres_database
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,9 @@ def file_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_bench_over_postgres_counts_what_the_file_path_counts(
     file_report: dict[str, Any], tmp_path: Path
 ) -> None:
-    report = _bench(tmp_path, "--source", "postgres", "--postgres-url", postgres_url_or_skip())
+    # A database of its own: the test database holds other workers' control schemas.
+    with own_postgres_database("as_bench_") as url:
+        report = _bench(tmp_path, "--source", "postgres", "--postgres-url", url)
     assert report["source"] == "postgres"
     assert report.keys() == file_report.keys()
     assert _counted(report) == _counted(file_report)

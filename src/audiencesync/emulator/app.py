@@ -135,6 +135,8 @@ class Emulator:
         self.injector = FaultInjector(config.faults)
         self.limiter = RateLimiter()
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        #: requests the latency fault holds right now, by kind (a test waits for one).
+        self.waiting: Counter[str] = Counter()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         #: arrival times (monotonic seconds) of Ads API requests per access token, keyed
         #: by a short digest of the token (the token itself is never shown).
@@ -222,8 +224,7 @@ class Emulator:
 
         if route is not None and route.area == "api":
             call.fault = self.injector.draw(kind)
-            if self.injector.applies_to(kind) and self.injector.faults.latency_ms:
-                await asyncio.sleep(self.injector.faults.latency_ms / 1000)
+            await self._delay(kind)
             if call.fault is ScriptedFault.DROP:
                 _abort(send)
                 await _wait_for_disconnect(receive)
@@ -236,6 +237,22 @@ class Emulator:
             await _wait_for_disconnect(receive)
         if route is None or route.area != "control":
             self._record(call, "dropped" if drop_after else str(status[0]), started)
+
+    async def _delay(self, kind: str) -> None:
+        """The ``latency_ms`` fault: wait that long, re-reading it as it waits, so a test
+        that lowers or clears it releases the requests already waiting (a gate it opens
+        when it is ready, whatever the machine's load)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.waiting[kind] += 1
+        try:
+            while self.injector.applies_to(kind):
+                left = self.injector.faults.latency_ms / 1000 - (loop.time() - started)
+                if left <= 0:
+                    return
+                await asyncio.sleep(min(left, 0.02))
+        finally:
+            self.waiting[kind] -= 1
 
     async def _respond(self, route: Route | None, call: Call, allowed: list[str]) -> Response:
         if route is None:

@@ -154,9 +154,11 @@ async def set_settings(emulator: Emulator, call: Call) -> Response:
 
 
 async def requests(emulator: Emulator, call: Call) -> Response:
-    """Counts of requests by kind and status, and the last requests (no bodies)."""
+    """Counts of requests by kind and status, the last requests (no bodies), and those
+    the latency fault holds now by kind (``waiting``)."""
     counts = {kind: dict(statuses) for kind, statuses in sorted(emulator.counts.items())}
-    return json_response({"counts": counts, "log": list(emulator.request_log)})
+    waiting = {kind: n for kind, n in sorted(emulator.waiting.items()) if n}
+    return json_response({"counts": counts, "log": list(emulator.request_log), "waiting": waiting})
 
 
 async def clear_requests(emulator: Emulator, call: Call) -> Response:

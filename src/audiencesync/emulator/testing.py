@@ -98,6 +98,11 @@ class EmulatorHandle:
         log: list[dict[str, Any]] = self._call("GET", "/requests")["log"]
         return log
 
+    def waiting(self) -> dict[str, int]:
+        """Requests the ``latency_ms`` fault holds right now, by kind."""
+        held: dict[str, int] = self._call("GET", "/requests")["waiting"]
+        return held
+
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -127,6 +128,26 @@ def test_added_latency(emulator: EmulatorHandle, api: httpx.Client) -> None:
     assert api.get("/v1/me").status_code == 200
     assert time.perf_counter() - started >= 0.15
     emulator.set_faults(latency_ms=0)
+
+
+def test_clearing_the_latency_releases_a_request_already_waiting(
+    emulator: EmulatorHandle, api: httpx.Client
+) -> None:
+    """A gate a test opens when it is ready: a long latency, then cleared."""
+    emulator.set_faults(latency_ms=60_000)
+    answers: list[int] = []
+    waiting = threading.Thread(target=lambda: answers.append(api.get("/v1/me").status_code))
+    started = time.perf_counter()
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while emulator.waiting().get("me") != 1:
+        assert time.monotonic() < deadline, emulator.waiting()
+        time.sleep(0.02)
+    assert answers == []  # still held
+    emulator.clear_faults()
+    waiting.join(timeout=10)
+    assert answers == [200]
+    assert time.perf_counter() - started < 10
 
 
 def test_request_counts_by_kind_and_status(emulator: EmulatorHandle, api: httpx.Client) -> None:

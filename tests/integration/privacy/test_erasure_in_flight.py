@@ -96,21 +96,20 @@ def test_erasure_during_a_run_is_pending_and_the_run_adds_nothing_erased(
     # One request at a time, each slow: the email adds are in flight when jane is erased;
     # the phone adds, planned with her phone, are sent after.
     ctx.settings = ctx.settings.model_copy(update={"http_max_concurrency": 1})
-    # (4 s: a loaded machine must still record the erasure before the phone batch goes.)
-    emulator.set_faults(latency_ms=4000, only_kinds=["add_users"])
+    # The adds wait at the emulator until the erasure is recorded: the faults are cleared
+    # then, which releases the waiting request (however loaded the machine).
+    emulator.set_faults(latency_ms=120_000, only_kinds=["add_users"])
     box: dict[str, runs.RunView] = {}
     thread = threading.Thread(target=lambda: box.setdefault("v", runs.run_now(ctx, admin, "m")))
     thread.start()
-    deadline = time.monotonic() + 20
-    while not any(
-        r.status == "running" and r.progress.get("phase") == "sending"
-        for r in runs.list_runs(ctx, admin)
-    ):
+    deadline = time.monotonic() + 60
+    while not emulator.waiting().get("add_users"):  # the email adds are at Snapchat
         assert time.monotonic() < deadline, "the run never started sending"
         time.sleep(0.05)
     view = privacy.erase(ctx, admin, emails=[JANE_EMAIL], phones=[JANE_PHONE])
-    thread.join(timeout=30)
     emulator.clear_faults()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the run did not finish once the adds were released"
     assert view.status == "partially_succeeded"
     assert view.exports["m"]["status"] == "pending"
     assert view.id in privacy.unfinished_erasures(ctx)

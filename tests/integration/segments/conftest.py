@@ -18,7 +18,7 @@ from audiencesync.control.models import Role
 from audiencesync.control.permissions import Actor
 from audiencesync.profiles import linked, store
 from audiencesync.settings import Settings
-from tests.conftest import _initialised, postgres_url_or_skip
+from tests.conftest import _initialised, own_postgres_database
 
 #: The instant every relative date in these tests is measured from.
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -100,8 +100,10 @@ def import_people(ctx: Context, actor: Actor, folder: Path, name: str = "people"
 
 
 @pytest.fixture(scope="module")
-def pg_base_url() -> str:
-    return postgres_url_or_skip()
+def pg_base_url() -> Iterator[str]:
+    """A database of the module's own for the linked tables (see own_postgres_database)."""
+    with own_postgres_database("seg_") as url:
+        yield url
 
 
 def create_pg_schema(base_url: str, rows: list[tuple[object, ...]] = PEOPLE) -> str:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +34,7 @@ from audiencesync.settings import Settings
 from audiencesync.sync import exports, runs
 from audiencesync.sync.exports import ExportSpec
 from audiencesync.sync.runs import TERMINAL
-from tests.conftest import _initialised, make_actors, postgres_url_or_skip
+from tests.conftest import _initialised, make_actors, own_postgres_database
 from tests.s3_server import S3Server
 from tests.snap_helpers import connect, emulator_settings
 
@@ -124,16 +123,8 @@ def worker_pid(ctx: Context, run_id: int) -> int:
 def source_database() -> Iterator[str]:
     """A PostgreSQL database of its own for the linked table (the control database is
     never a profile source)."""
-    base = postgres_url_or_skip()
-    name = f"as_src_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with own_postgres_database() as url:
         yield url
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def _settings(home: Path, database_url: str, emulator: EmulatorHandle, **extra: str) -> Settings:
