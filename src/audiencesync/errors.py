@@ -17,6 +17,8 @@ trying again can help. Interfaces (CLI, API, UI) never show a traceback for thes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -57,6 +59,21 @@ class AudiencesyncError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+@contextmanager
+def about(field: str) -> Iterator[None]:
+    """Errors raised inside the block that name no field of their own concern ``field``.
+
+    For checks shared by several inputs (a URL's parsing, an identifier type's name) the
+    caller knows which input it handed over; the check itself does not.
+    """
+    try:
+        yield
+    except AudiencesyncError as error:
+        if error.field is None:
+            error.field = field
+        raise
 
 
 class UserInputError(AudiencesyncError):

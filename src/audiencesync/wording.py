@@ -51,7 +51,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "list_exports": ("--all or --exports A,B", "Applies to"),
     "identifier_type": ("--type email|phone|maid", "Identifier type"),
     "person": ("--email, --phone or --maid", "Email, phone or mobile ad id"),
-    "unify_sources": ("--from DATASET:KEY", "Sources"),
+    "sources": ("--from DATASET:KEY", "Sources"),
     "output": ("--output FILE", "Output file"),
 }
 

@@ -101,9 +101,14 @@ def create_token(
     """A new personal API token for ``actor``; the caller shows ``token`` once."""
     label = name.strip()
     if not label or len(label) > 100:
-        raise UserInputError("give the token a name of 1 to 100 characters, e.g. 'nightly script'.")
+        raise UserInputError(
+            "give the token a name of 1 to 100 characters, e.g. 'nightly script'.", field="name"
+        )
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
-        raise UserInputError("a token expires after 1 to 3650 days, or never (leave it empty).")
+        raise UserInputError(
+            "a token expires after 1 to 3650 days, or never (leave it empty).",
+            field="expires_in_days",
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     expires = now + timedelta(days=expires_in_days) if expires_in_days else None
@@ -237,14 +242,18 @@ def check_current_password(ctx: Context, actor: Actor, password: str, *, address
     SignInThrottledError.
     """
     if not password:
-        raise UserInputError("give your current password too: it is needed to change it.")
+        raise UserInputError(
+            "give your current password too: it is needed to change it.",
+            field="current_password",
+        )
     try:
         sign_in(ctx, actor.name, password, address=address)
     except SignInThrottledError:
         raise
     except PermissionDeniedError:
         raise PermissionDeniedError(
-            "your current password is not that: type it again (nothing was changed)."
+            "your current password is not that: type it again (nothing was changed).",
+            field="current_password",
         ) from None
 
 

@@ -75,7 +75,13 @@ def add(
         if not url:
             raise UserInputError("no URL on standard input: pipe one line holding it.")
     with opened() as ctx:
-        view = service.add_channel(ctx, actor(ctx), name, url)
+        try:
+            view = service.add_channel(ctx, actor(ctx), name, url)
+        except UserInputError as error:
+            if error.field != "url":
+                raise
+            # The URL is this command's argument, not the --url option of sources.
+            raise UserInputError(error.message) from None
     console.print(
         f"Added alert channel {view.name!r} ({view.display}). Send a test with "
         f"`audiencesync alerts test {view.name}`; pick it on an export with "

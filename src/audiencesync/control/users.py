@@ -56,7 +56,7 @@ def parse_role(value: str) -> Role:
         return Role(value.strip().lower())
     except ValueError:
         roles = ", ".join(r.value for r in Role)
-        raise UserInputError(f"unknown role {value!r}: use one of {roles}.") from None
+        raise UserInputError(f"unknown role {value!r}: use one of {roles}.", field="role") from None
 
 
 def parse_time_zone(value: str | None) -> str | None:
@@ -79,14 +79,16 @@ def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise UserInputError(
             f"{name!r} is not a valid user name: use letters, digits, '.', '_', '-' or '@', "
-            "starting with a letter or digit, at most 100 characters."
+            "starting with a letter or digit, at most 100 characters.",
+            field="name",
         )
 
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserInputError(
-            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters."
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters.",
+            field="password",
         )
 
 
@@ -127,7 +129,9 @@ def add_user(ctx: Context, actor: Actor, name: str, role: Role, password: str) -
     _check_password(password)
     with ctx.db.session() as session:
         if session.scalar(select(User).where(User.name == name)) is not None:
-            raise ConflictError(f"a user named {name!r} already exists: choose another name.")
+            raise ConflictError(
+                f"a user named {name!r} already exists: choose another name.", field="name"
+            )
         user = User(name=name, role=role.value, password_hash=_hasher.hash(password))
         session.add(user)
         audit.record(session, actor, "user.create", f"user:{name}", after={"role": role.value})
@@ -150,7 +154,8 @@ def set_role(ctx: Context, actor: Actor, name: str, role: Role) -> UserView:
         before = user.role
         if before == Role.ADMIN.value and role is not Role.ADMIN and _admin_count(session) == 1:
             raise ConflictError(
-                f"{name} is the last administrator: make another user an administrator first."
+                f"{name} is the last administrator: make another user an administrator first.",
+                field="role",
             )
         user.role = role.value
         audit.record(

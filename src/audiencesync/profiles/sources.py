@@ -40,6 +40,7 @@ from audiencesync.errors import (
     NotFoundError,
     PermissionDeniedError,
     UserInputError,
+    about,
 )
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -318,23 +319,27 @@ def add_source(ctx: Context, actor: Actor, name: str, *, url: str) -> SourceView
     ConflictError (the name is taken), UserInputError (the URL or the connection).
     """
     require(actor, Action.MANAGE_SOURCES)
-    source = check_source_name(name)
+    with about("name"):
+        source = check_source_name(name)
     url = url.strip()
-    check_source_scheme(url)
-    backend, location = describe_url(url)
-    check_source_url(ctx, url)
-    path = _file_path(url) if backend in FILE_SCHEMES else None
-    if path is not None and not path.is_file():
-        raise UserInputError(f"there is no database file {path}: check the path in the URL.")
+    with about("url"):
+        check_source_scheme(url)
+        backend, location = describe_url(url)
+        check_source_url(ctx, url)
+        path = _file_path(url) if backend in FILE_SCHEMES else None
+        if path is not None and not path.is_file():
+            raise UserInputError(f"there is no database file {path}: check the path in the URL.")
     with ctx.db.session() as session:
         if session.scalar(select(Source.id).where(Source.name == source)) is not None:
             raise ConflictError(
                 f"there is already a source named {source!r}: remove it first or choose "
-                "another name."
+                "another name.",
+                field="name",
             )
     from audiencesync.profiles import linked  # linked reads tables through sources
 
-    linked.connect(url, ctx.settings).disconnect()  # it answers, or one sentence saying why not
+    with about("url"):  # it answers, or one sentence saying why not
+        linked.connect(url, ctx.settings).disconnect()
     with ctx.db.session() as session:
         row = Source(
             name=source,

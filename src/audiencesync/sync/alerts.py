@@ -40,7 +40,14 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import AuditEntry, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.control.sync_models import Connection, Export, Run
-from audiencesync.errors import AudiencesyncError, ConflictError, Fix, NotFoundError, UserInputError
+from audiencesync.errors import (
+    AudiencesyncError,
+    ConflictError,
+    Fix,
+    NotFoundError,
+    UserInputError,
+    about,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +201,16 @@ def add_channel(ctx: Context, actor: Actor, name: str, url: str) -> ChannelView:
     if not _NAME.match(cleaned):
         raise UserInputError(
             f"{name!r} is not a valid channel name: use letters, digits, spaces, '.', '_' or "
-            "'-', at most 100 characters."
+            "'-', at most 100 characters.",
+            field="name",
         )
-    address = notify.describe(url)
+    with about("url"):
+        address = notify.describe(url)
     with ctx.db.session() as session:
         if session.scalar(select(AlertChannel).where(AlertChannel.name == cleaned)) is not None:
             raise ConflictError(
-                f"an alert channel named {cleaned!r} already exists: choose another."
+                f"an alert channel named {cleaned!r} already exists: choose another.",
+                field="name",
             )
         row = AlertChannel(
             name=cleaned,

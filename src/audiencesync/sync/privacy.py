@@ -38,6 +38,7 @@ from audiencesync.errors import (
     Fix,
     NotFoundError,
     UserInputError,
+    about,
 )
 from audiencesync.identifiers import Normalized, hash_batch, normalize, parse_kind
 from audiencesync.identifiers.model import RejectReason
@@ -109,7 +110,8 @@ def _check_list_name(name: str) -> str:
     if not _NAME.match(cleaned):
         raise UserInputError(
             f"{name!r} is not a valid suppression list name: use letters, digits, spaces, '.', "
-            "'_' or '-', at most 100 characters."
+            "'_' or '-', at most 100 characters.",
+            field="name",
         )
     return cleaned
 
@@ -157,25 +159,30 @@ def _file_values(path: Path, column: str | None, limit_bytes: int) -> Iterator[p
     """The values of a list file in steps: Parquet (a column), or CSV / text (a column
     named in its first line, else the first column, one value a line)."""
     if not path.exists() or path.is_dir():
-        raise UserInputError(f"{path} is not a file: give the path of the list's file.")
+        raise UserInputError(
+            f"{path} is not a file: give the path of the list's file.", field="list_source"
+        )
     size = path.stat().st_size
     if size > limit_bytes:
         raise UserInputError(
             f"{path.name} is {size:,} bytes, more than the {limit_bytes:,} bytes a list file "
-            "may have (AUDIENCESYNC_MAX_UPLOAD_BYTES): split it, or raise the setting."
+            "may have (AUDIENCESYNC_MAX_UPLOAD_BYTES): split it, or raise the setting.",
+            field="list_source",
         )
     if path.suffix.lower() == ".parquet":
         try:
             reader = pq.ParquetFile(path)
         except Exception:  # noqa: BLE001 - any unreadable file gets one sentence
             raise UserInputError(
-                f"{path.name} is not a readable Parquet file: export the list again."
+                f"{path.name} is not a readable Parquet file: export the list again.",
+                field="list_source",
             ) from None
         names = reader.schema_arrow.names
         wanted = column or names[0]
         if wanted not in names:
             raise UserInputError(
-                f"{path.name} has no column {wanted!r}: its columns are {', '.join(names[:8])}."
+                f"{path.name} has no column {wanted!r}: its columns are {', '.join(names[:8])}.",
+                field="column",
             )
         for batch in reader.iter_batches(batch_size=READ_ROWS, columns=[wanted]):
             yield batch.column(0).cast(pa.string())
@@ -251,7 +258,8 @@ def create_list(
     """
     require_admin(actor)
     name = _check_list_name(name)
-    identifier_type = parse_kind(kind)
+    with about("identifier_type"):
+        identifier_type = parse_kind(kind)
     if all_exports == bool(exports):
         raise UserInputError(
             "say which exports the list applies to: every export, or some named ones "
@@ -270,9 +278,11 @@ def create_list(
     with ctx.db.session() as session:
         if session.scalar(select(SuppressionList.id).where(SuppressionList.name == name)):
             raise ConflictError(
-                f"a suppression list named {name!r} already exists: choose another."
+                f"a suppression list named {name!r} already exists: choose another.",
+                field="name",
             )
-        export_ids = _export_ids(session, exports)
+        with about("list_exports"):
+            export_ids = _export_ids(session, exports)
     values = (
         _file_values(file, column, ctx.settings.max_upload_bytes)
         if file is not None
@@ -305,7 +315,8 @@ def create_list(
         with ctx.db.session() as session:
             if session.scalar(select(SuppressionList.id).where(SuppressionList.name == name)):
                 raise ConflictError(
-                    f"a suppression list named {name!r} already exists: choose another."
+                    f"a suppression list named {name!r} already exists: choose another.",
+                    field="name",
                 )
             moment = utcnow()
             row = SuppressionList(
@@ -355,7 +366,8 @@ def create_list_from_upload(
                 if written > limit:
                     raise UserInputError(
                         f"the file is larger than the {limit:,} bytes a list file may have "
-                        "(AUDIENCESYNC_MAX_UPLOAD_BYTES): split it, or raise the setting."
+                        "(AUDIENCESYNC_MAX_UPLOAD_BYTES): split it, or raise the setting.",
+                        field="list_source",
                     )
                 handle.write(chunk)
         shown = Path(filename or "upload").name
@@ -453,21 +465,23 @@ def hash_identifiers(
         if len(values) > MAX_ERASURE_IDENTIFIERS:
             raise UserInputError(
                 f"an erasure names at most {MAX_ERASURE_IDENTIFIERS} identifiers of each type "
-                f"({len(values)} {kind.value}s given): split it, or use a suppression list."
+                f"({len(values)} {kind.value}s given): split it, or use a suppression list.",
+                field=f"{kind.value}s",
             )
         for position, value in enumerate(values, 1):
             outcome = normalize(kind, value, default_country=default_country)
             if not isinstance(outcome, Normalized):
                 place = _ORDINAL.get(position, f"number {position}")
                 hint = (
-                    " (for a phone without a country code, pass --default-country)"
+                    " (for a phone without a country code, give the default country of phones)"
                     if kind is IdentifierType.PHONE
                     else ""
                 )
                 raise UserInputError(
                     f"the {place} {kind.value} given is not a usable {kind.value} "
                     f"({outcome.reason.value}){hint}: check it and run the erasure again; "
-                    "nothing was erased."
+                    "nothing was erased.",
+                    field=f"{kind.value}s",
                 )
             result.setdefault(kind, [])
             if outcome.hash not in result[kind]:
@@ -505,7 +519,8 @@ def erase(
     require_admin(actor)
     if default_country is not None:
         default_country = default_country.strip().upper()
-    hashes = hash_identifiers(emails, phones, maids, default_country)
+    with about("default_country"):  # the checks of each value name their own field
+        hashes = hash_identifiers(emails, phones, maids, default_country)
     counts = {kind.value: len(found) for kind, found in hashes.items()}
     with ctx.db.session() as session:
         row = Erasure(

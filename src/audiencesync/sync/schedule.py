@@ -162,13 +162,15 @@ def check_cron(cron: str, timezone: str) -> None:
     if not croniter.is_valid(cron):
         raise UserInputError(
             f"{cron!r} is not a cron expression: use five fields, for example '0 3 * * *' "
-            "(every day at 03:00)."
+            "(every day at 03:00).",
+            field="cron",
         )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise UserInputError(
-            f"unknown time zone {timezone!r}: use a name like UTC or Europe/Paris."
+            f"unknown time zone {timezone!r}: use a name like UTC or Europe/Paris.",
+            field="timezone",
         ) from None
 
 

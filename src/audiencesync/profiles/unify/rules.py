@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from audiencesync.errors import UserInputError
+from audiencesync.errors import UserInputError, about
 from audiencesync.identifiers import check_default_country
 from audiencesync.segments.rules import MAX_RULES_BYTES, load_document
 from audiencesync.types import IdentifierType
@@ -250,8 +250,10 @@ def parse_unification_rules(data: object, *, source: str = "the rules") -> Unifi
 
 
 def load_unification_text(text: str, *, source: str = "the rules") -> UnificationRules:
-    """Rules from YAML or JSON text, bounded as segment rules are."""
-    return parse_unification_rules(load_document(text, source=source), source=source)
+    """Rules from YAML or JSON text, bounded as segment rules are; a UserInputError on
+    field ``rules`` says what is wrong with them."""
+    with about("rules"):
+        return parse_unification_rules(load_document(text, source=source), source=source)
 
 
 def load_unification_file(path: Path) -> UnificationRules:

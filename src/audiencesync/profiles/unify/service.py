@@ -35,7 +35,7 @@ from audiencesync.control import audit
 from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset, Unification, UnificationSource, utcnow
 from audiencesync.control.permissions import Action, Actor, require
-from audiencesync.errors import ConflictError, Fix, NotFoundError, UserInputError
+from audiencesync.errors import ConflictError, Fix, NotFoundError, UserInputError, about
 from audiencesync.profiles import linked, store
 from audiencesync.profiles.store import UNIFIED, check_dataset_name, closest
 from audiencesync.profiles.unify.matching import (
@@ -114,9 +114,11 @@ def parse_source(spec: str) -> SourceSpec:
     if not sep or not dataset.strip() or not key.strip():
         raise UserInputError(
             f"{spec[:100]!r} is not DATASET:KEY (write the dataset name, a colon and its key "
-            "column, such as crm:customer_id)."
+            "column, such as crm:customer_id).",
+            field="sources",
         )
-    return SourceSpec(check_dataset_name(dataset), key.strip())
+    with about("sources"):
+        return SourceSpec(check_dataset_name(dataset), key.strip())
 
 
 def _view(row: Unification, sources: list[SourceSpec]) -> UnificationView:
@@ -155,23 +157,24 @@ def _check_definition(
     session: Session, name: str, sources: list[SourceSpec], rules: UnificationRules
 ) -> list[tuple[Dataset, SourceSpec]]:
     if not sources:
-        raise UserInputError("give at least one source, as DATASET:KEY.", field="unify_sources")
+        raise UserInputError("give at least one source, as DATASET:KEY.", field="sources")
     names = [s.dataset for s in sources]
     if len(set(names)) != len(names):
         raise UserInputError(
             "a dataset is given twice among the sources: give each source once.",
-            field="unify_sources",
+            field="sources",
         )
     if name in names:
         raise UserInputError(
-            f"the unification cannot be named like its source {name!r}: choose another name."
+            f"the unification cannot be named like its source {name!r}: choose another name.",
+            field="name",
         )
     for dataset in rules.sources:
         if dataset not in names:
             raise UserInputError(
                 f"the rules map source {dataset!r}, which is not among the sources: add "
                 f"{dataset}:KEY to the sources or remove it from the rules.",
-                field="unify_sources",
+                field="sources",
             )
     found = []
     match_fields = {f for rule in rules.match for f in rule.fields}
@@ -180,44 +183,50 @@ def _check_definition(
         if row is None:
             raise NotFoundError(
                 f"there is no profile dataset named {spec.dataset!r}.",
-                field="unify_sources",
+                field="sources",
                 fix=Fix("list", "profiles"),
             )
         if row.kind == UNIFIED:
             raise UserInputError(
-                f"{spec.dataset!r} is itself a unified dataset: unify its sources directly."
+                f"{spec.dataset!r} is itself a unified dataset: unify its sources directly.",
+                field="sources",
             )
         columns = [c["name"] for c in row.columns]
         if spec.key not in columns:
             raise UserInputError(
                 f"dataset {spec.dataset!r} has no key column {spec.key!r}: "
-                f"{closest(spec.key, columns)}."
+                f"{closest(spec.key, columns)}.",
+                field="sources",
             )
         mapping = rules.mapping_of(spec.dataset, columns)
         for field, column in mapping.items():
             if column not in columns:
                 raise UserInputError(
                     f"the rules map field {field!r} of source {spec.dataset!r} to column "
-                    f"{column!r}, which it does not have: {closest(column, columns)}."
+                    f"{column!r}, which it does not have: {closest(column, columns)}.",
+                    field="rules",
                 )
         updated = rules.sources.get(spec.dataset)
         if updated is not None and updated.updated_at and updated.updated_at not in columns:
             raise UserInputError(
                 f"source {spec.dataset!r} has no column {updated.updated_at!r} for "
-                f"updated_at: {closest(updated.updated_at, columns)}."
+                f"updated_at: {closest(updated.updated_at, columns)}.",
+                field="rules",
             )
         if not match_fields & set(mapping):
             raise UserInputError(
                 f"source {spec.dataset!r} has none of the fields the match rules use "
                 f"({', '.join(sorted(match_fields))}): map at least one of them under "
-                f"sources: {spec.dataset}: fields."
+                f"sources: {spec.dataset}: fields.",
+                field="rules",
             )
         found.append((row, spec))
     existing = session.scalar(select(Dataset).where(Dataset.name == name))
     if existing is not None and existing.kind != UNIFIED:
         raise ConflictError(
             f"{name!r} is already a dataset ({existing.kind}): choose another name for the "
-            "unification."
+            "unification.",
+            field="name",
         )
     return found
 
@@ -237,7 +246,8 @@ def unify(
     Nothing is saved when the first computation fails.
     """
     require(actor, Action.EDIT_DATASETS)
-    unified = check_dataset_name(name)
+    with about("name"):
+        unified = check_dataset_name(name)
     with ctx.db.session() as session:
         _check_definition(session, unified, sources, rules)
         row = session.scalar(select(Unification).where(Unification.name == unified))

@@ -24,11 +24,14 @@ def _account(
     error: FormError = None,
     new_token: str | None = None,
     status: int = 200,
+    values: dict[str, str] | None = None,
 ) -> HTMLResponse:
+    """The account page; ``values`` fill the token form again after an error (passwords
+    are never written back into a page)."""
     return render(
         request, page, "account.html",
         tokens=auth.list_tokens(page.ctx, page.actor), error=error, new_token=new_token,
-        status=status, nav="account", zones=zone_names(),
+        status=status, nav="account", zones=zone_names(), values=values or {},
     )  # fmt: skip
 
 
@@ -53,9 +56,8 @@ def change_password(request: Request, page: Form) -> Response:
     """Your current password, then the new one twice; your other sessions and tokens end."""
     password = page.form.get("password")
     if password != page.form.get("confirm"):
-        return _account(
-            request, page, error="the two passwords differ: type them again.", status=400
-        )
+        differ = UserInputError("the two passwords differ: type them again.", field="confirm")
+        return _account(request, page, error=differ, status=differ.http_status)
     current = page.form.get("current_password")
     try:
         auth.check_current_password(
@@ -85,7 +87,8 @@ def expiry_days(text: str) -> int | None:
     if not re.fullmatch(r"[0-9]+", text):
         raise UserInputError(
             f"{text!r} is not a number of days: give a whole number such as 30, or leave it "
-            "empty for a token that never expires."
+            "empty for a token that never expires.",
+            field="expires_in_days",
         )
     return int(text)
 
@@ -98,7 +101,8 @@ def create_token(request: Request, page: Form) -> Response:
             expires_in_days=expiry_days(page.text("expires_in_days")),
         )  # fmt: skip
     except AudiencesyncError as error:
-        return _account(request, page, error=error, status=error.http_status)
+        values = {"name": page.text("name"), "expires_in_days": page.text("expires_in_days")}
+        return _account(request, page, error=error, status=error.http_status, values=values)
     return _account(request, page, new_token=created.token)
 
 

@@ -23,12 +23,14 @@ COMMON_ZONES = ("UTC", "Europe/London", "Europe/Paris", "America/New_York", "Ame
 
 def _users(
     request: Request, page: Page, *, error: FormError = None, status: int = 200,
-    values: dict[str, str] | None = None,
+    values: dict[str, str] | None = None, form: str | None = None,
 ) -> Response:  # fmt: skip
+    """The users page; ``form`` names the failed form ("add", "role:NAME" or
+    "password:NAME"): each row has forms whose inputs share a name."""
     return render(
         request, page, "users.html", users=users.list_users(page.ctx, page.actor),
         roles=[r.value for r in Role], error=error, values=values or {},
-        status=status, nav="users",
+        error_form=form, status=status, nav="users",
     )  # fmt: skip
 
 
@@ -44,7 +46,9 @@ def add_user(request: Request, page: Form) -> Response:
         users.add_user(page.ctx, page.actor, page.text("name"), role, page.text("password"))
     except AudiencesyncError as error:
         values = {k: v for k, v in page.values().items() if k != "password"}
-        return _users(request, page, error=error, status=error.http_status, values=values)
+        return _users(
+            request, page, error=error, status=error.http_status, values=values, form="add"
+        )
     page.flash(f"User {page.text('name')} was added as {page.text('role')}.")
     return redirect("/users")
 
@@ -54,7 +58,7 @@ def set_role(request: Request, page: Form, name: str) -> Response:
     try:
         users.set_role(page.ctx, page.actor, name, users.parse_role(page.text("role")))
     except AudiencesyncError as error:
-        return _users(request, page, error=error, status=error.http_status)
+        return _users(request, page, error=error, status=error.http_status, form=f"role:{name}")
     page.flash(f"{name} is now {page.text('role')}.")
     return redirect("/users")
 
@@ -69,7 +73,7 @@ def set_password(request: Request, page: Form, name: str) -> Response:
             )
         users.set_password(page.ctx, page.actor, name, page.text("password"))
     except AudiencesyncError as error:
-        return _users(request, page, error=error, status=error.http_status)
+        return _users(request, page, error=error, status=error.http_status, form=f"password:{name}")
     page.flash(
         f"The password of {name} was changed; their sessions were signed out and their API "
         "tokens revoked."

@@ -10,16 +10,19 @@ from fastapi.responses import Response
 from audiencesync.api.deps import RecordId
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.sync import exports, privacy, retention
-from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, Posted, redirect, render
 
 router = APIRouter()
 KINDS = ("email", "phone", "maid")
 
 
 def _page(
-    request: Request, page: Page, *, error: str | None = None, status: int = 200,
-    values: dict[str, str] | None = None, erasure: privacy.ErasureView | None = None,
+    request: Request, page: Page, *, error: FormError = None, status: int = 200,
+    values: dict[str, Any] | None = None, erasure: privacy.ErasureView | None = None,
+    form: str | None = None,
 ) -> Response:  # fmt: skip
+    """The privacy page; ``form`` names the failed form ("list" or "erase"): both have a
+    default country of phones."""
     privacy.require_admin(page.actor)
     return render(
         request, page, "privacy.html",
@@ -28,7 +31,7 @@ def _page(
         erasures=privacy.list_erasures(page.ctx, page.actor, limit=20),
         report=retention.report(page.ctx, page.actor),
         export_names=[e.name for e in exports.list_exports(page.ctx, page.actor)],
-        kinds=KINDS, error=error, values=values or {}, erasure=erasure,
+        kinds=KINDS, error=error, values=values or {}, erasure=erasure, error_form=form,
         status=status, nav="privacy",
     )  # fmt: skip
 
@@ -58,10 +61,12 @@ def add_list(request: Request, page: Form) -> Response:
                 page.ctx, page.actor, page.text("name"), dataset=page.text("dataset"), **options
             )
         else:
-            raise UserInputError("choose a file to upload, or name a dataset and its column.")
+            raise UserInputError(
+                "choose a file to upload, or name a dataset and its column.", field="list_source"
+            )
     except AudiencesyncError as error:
-        return _page(request, page, error=error.message, status=error.http_status,
-                     values=page.values())  # fmt: skip
+        return _page(request, page, error=error, status=error.http_status,
+                     values=_list_values(page), form="list")  # fmt: skip
     page.flash(
         f"Suppression list {view.name} holds {view.size:,} {view.kind} identifier(s); the next "
         "run of each export it applies to removes those its audience holds."
@@ -74,9 +79,14 @@ def remove_list(request: Request, page: Form, name: str) -> Response:
     try:
         privacy.remove_list(page.ctx, page.actor, name)
     except AudiencesyncError as error:
-        return _page(request, page, error=error.message, status=error.http_status)
+        return _page(request, page, error=error, status=error.http_status)
     page.flash(f"Suppression list {name} was removed.")
     return redirect("/privacy")
+
+
+def _list_values(page: Posted) -> dict[str, Any]:
+    """The list form's inputs to fill it again: its text fields and the exports ticked."""
+    return {**page.values(), "exports": page.texts("exports")}
 
 
 def _lines(text: str) -> list[str]:
@@ -86,7 +96,7 @@ def _lines(text: str) -> list[str]:
 @router.post("/privacy/erase")
 def erase(request: Request, page: Form) -> Response:
     """The identifiers typed are hashed and forgotten: the form is never filled again
-    with them, even after an error."""
+    with them, even after an error (only the default country is)."""
     try:
         view = privacy.erase(
             page.ctx, page.actor, emails=_lines(page.text("emails")),
@@ -94,7 +104,10 @@ def erase(request: Request, page: Form) -> Response:
             default_country=page.optional("default_country"),
         )  # fmt: skip
     except AudiencesyncError as error:
-        return _page(request, page, error=error.message, status=error.http_status)
+        values = {"erase_default_country": page.text("default_country")}
+        return _page(
+            request, page, error=error, status=error.http_status, values=values, form="erase"
+        )
     return _page(request, page, erasure=view)
 
 
@@ -103,5 +116,5 @@ def resume(request: Request, page: Form, erasure_id: RecordId) -> Response:
     try:
         view = privacy.resume_erasure(page.ctx, page.actor, erasure_id)
     except AudiencesyncError as error:
-        return _page(request, page, error=error.message, status=error.http_status)
+        return _page(request, page, error=error, status=error.http_status)
     return _page(request, page, erasure=view)

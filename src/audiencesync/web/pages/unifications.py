@@ -11,7 +11,7 @@ from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.profiles import store
 from audiencesync.profiles.unify import service as unify
 from audiencesync.profiles.unify.rules import load_unification_text
-from audiencesync.web.common import CurrentPage, Form, Page, redirect, render
+from audiencesync.web.common import CurrentPage, Form, FormError, Page, redirect, render
 
 router = APIRouter()
 
@@ -29,7 +29,7 @@ default_country: GB
 
 
 def _list(
-    request: Request, page: Page, *, error: str | None = None, status: int = 200,
+    request: Request, page: Page, *, error: FormError = None, status: int = 200,
     values: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
     return render(
@@ -50,12 +50,12 @@ def define(request: Request, page: Form) -> Response:
     try:
         lines = [line.strip() for line in page.text("sources").splitlines() if line.strip()]
         if not lines:
-            raise UserInputError("list the sources, one DATASET:KEY per line.")
+            raise UserInputError("list the sources, one DATASET:KEY per line.", field="sources")
         sources = [unify.parse_source(line) for line in lines]
         rules = load_unification_text(page.text("rules"), source="the rules")
         view = unify.unify(page.ctx, page.actor, page.text("name"), sources=sources, rules=rules)
     except AudiencesyncError as error:
-        return _list(request, page, error=error.message, status=error.http_status,
+        return _list(request, page, error=error, status=error.http_status,
                      values=page.values())  # fmt: skip
     page.flash(
         f"Unified {view.stats.get('source_records_total', 0):,} records into "
