@@ -68,7 +68,8 @@ def postgres_schema_url() -> Iterator[str]:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     separator = "&" if "?" in base else "?"
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        # application_name: a test can tell its own connections in pg_stat_activity.
+        yield f"{base}{separator}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with engine.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))

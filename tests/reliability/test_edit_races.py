@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from audiencesync.control.context import Context
 from audiencesync.control.models import Role
@@ -52,12 +53,18 @@ def _open_transactions(ctx: Context) -> int:
     """Sessions of this database idle inside a transaction (PostgreSQL; 0 elsewhere)."""
     if not ctx.db.url.startswith("postgresql"):
         return 0
+    # Only this test's connections: under pytest -n, other workers' tests share the
+    # database (each in its schema; the fixture names connections after the schema).
+    name = make_url(ctx.db.url).query.get("application_name")
+    assert isinstance(name, str), "the test URL names its connections (tests/conftest.py)"
     with ctx.db.engine.connect() as connection:
         found = connection.execute(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = :name "
                 "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
-            )
+            ),
+            {"name": name},
         ).scalar_one()
     return int(found)
 
@@ -153,8 +160,12 @@ def test_a_removal_between_the_reads_of_an_export_is_no_such_export(
     admin, _ = _setup(ctx, emulator, tmp_path)
     read_segments = exports.export_segment_names
 
+    removed: list[bool] = []
+
     def removed_first(session: object, export_id: int) -> list[str]:
-        exports.remove_export(ctx, admin, "main")  # another session, committed
+        if not removed:  # once: the removal itself reads the export's segments too
+            removed.append(True)
+            exports.remove_export(ctx, admin, "main")  # another session, committed
         return read_segments(session, export_id)  # type: ignore[arg-type]
 
     monkeypatch.setattr(exports, "export_segment_names", removed_first)
