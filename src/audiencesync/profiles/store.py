@@ -621,8 +621,15 @@ def _audit_state(row: Dataset) -> dict[str, Any]:
     }
 
 
-def refresh(ctx: Context, actor: Actor, name: str) -> DatasetView:
-    """Re-import dataset ``name`` from the source and options it was imported with."""
+def refresh(ctx: Context, actor: Actor, name: str, *, check_folders: bool = False) -> DatasetView:
+    """Re-import dataset ``name`` from the source and options it was imported with.
+
+    ``check_folders``: the refresh is asked for through the API or web UI, so a file
+    imported by path is read again only while it (links followed) is inside
+    AUDIENCESYNC_IMPORT_FOLDERS, as an import by path there is (PermissionDeniedError):
+    a file later replaced by a link to a secret, or a folder no longer listed, is not
+    read. The CLI (the local user) and the scheduler leave it off.
+    """
     require(actor, Action.EDIT_DATASETS)
     with ctx.db.session() as session:
         row = _get(session, check_dataset_name(name))
@@ -646,9 +653,17 @@ def refresh(ctx: Context, actor: Actor, name: str) -> DatasetView:
     on_duplicate = OnDuplicateKey(options.get("on_duplicate_key", "error"))
     stored = None if ctx.storage.is_local else ctx.storage.key_of(recorded)
     if stored is None:
+        source = Path(recorded)
+        if _upload_folder(ctx, recorded) is None:  # a file the user pointed at
+            # Read where the checks looked: a link swapped in after them is not followed.
+            source = source.resolve()
+            check_outside_home(ctx, source)
+            if check_folders:
+                check_import_folder(ctx, source)
         return _load(
-            ctx, actor, row.name, Path(recorded), key, read, on_duplicate, action="refresh"
-        )
+            ctx, actor, row.name, source, key, read, on_duplicate,
+            action="refresh", recorded_source=recorded,
+        )  # fmt: skip
     # An upload kept in object storage: read again from a local copy.
     work = ctx.home / "scratch" / "imports" / uuid.uuid4().hex
     work.mkdir(parents=True)
