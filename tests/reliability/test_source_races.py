@@ -50,6 +50,22 @@ def _link(ctx: Context, carol: Actor, name: str, source: str) -> Any:
     return linked.link(ctx, carol, name, source=source, table="people", key="id")
 
 
+def _run(
+    barrier: threading.Barrier, result: dict[str, str], what: str, call: Any, *args: Any
+) -> None:
+    """``call(*args)`` once both threads are ready; its outcome in ``result[what]``."""
+    barrier.wait()
+    try:
+        call(*args)
+        result[what] = "ok"
+    except (ConflictError, NotFoundError):
+        result[what] = "refused"
+    except AudiencesyncError as error:  # anything else is a finding
+        result[what] = f"{type(error).__name__}: {error.message}"
+    except Exception as error:  # noqa: BLE001 - a 500 in the API
+        result[what] = f"crash {type(error).__name__}: {error}"
+
+
 def test_a_source_removed_while_a_table_is_checked_refuses_the_link(
     ctx: Context, crm_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,7 +101,7 @@ def test_a_table_linked_while_the_source_is_removed_keeps_the_source(
         return found
 
     monkeypatch.setattr(sources, "_users", linked_meanwhile)
-    with pytest.raises(ConflictError, match="'crm' is used by dataset.s. people"):
+    with pytest.raises(ConflictError, match=r"'crm' is used by dataset\(s\) people"):
         sources.remove_source(ctx, admin, "crm")
     assert [s.name for s in sources.list_sources(ctx, admin)] == ["crm"]
     assert _dangling(ctx) == []
@@ -98,29 +114,21 @@ def test_removals_racing_links_never_leave_a_dataset_without_its_source(
     actors = make_actors(ctx)
     admin, carol = actors[Role.ADMIN], actors[Role.CONTRIBUTOR]
     outcomes: dict[tuple[str, str], int] = {}
+
+    def remove(source: str) -> None:
+        sources.remove_source(ctx, admin, source)
+
+    def link(dataset: str, source: str) -> None:
+        _link(ctx, carol, dataset, source)
+
     for round_ in range(ROUNDS):
         source, dataset = f"src{round_}", f"lk{round_}"
         sources.add_source(ctx, admin, source, url=crm_url)
         barrier = threading.Barrier(2)
         result: dict[str, str] = {}
-
-        def run(what: str, call: Any, *args: Any) -> None:
-            barrier.wait()
-            try:
-                call(*args)
-                result[what] = "ok"
-            except (ConflictError, NotFoundError):
-                result[what] = "refused"
-            except AudiencesyncError as error:  # anything else is a finding
-                result[what] = f"{type(error).__name__}: {error.message}"
-            except Exception as error:  # noqa: BLE001 - a 500 in the API
-                result[what] = f"crash {type(error).__name__}: {error}"
-
         threads = [
-            threading.Thread(
-                target=run, args=("remove", sources.remove_source, ctx, admin, source)
-            ),
-            threading.Thread(target=run, args=("link", _link, ctx, carol, dataset, source)),
+            threading.Thread(target=_run, args=(barrier, result, "remove", remove, source)),
+            threading.Thread(target=_run, args=(barrier, result, "link", link, dataset, source)),
         ]
         for thread in threads:
             thread.start()
