@@ -412,9 +412,9 @@ def remove_source(ctx: Context, actor: Actor, name: str) -> None:
             # The foreign key of datasets.source_id: a dataset was linked through it
             # since the check above.
             session.rollback()
-            users = ", ".join(_users(session, source_id)) or "linked just now"
+            linked = ", ".join(_users(session, source_id)) or "linked just now"
             raise ConflictError(
-                f"source {source_name!r} is used by dataset(s) {users}: remove those "
+                f"source {source_name!r} is used by dataset(s) {linked}: remove those "
                 "datasets first."
             ) from None
 
