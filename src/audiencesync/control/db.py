@@ -36,6 +36,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_foreign_keys_on(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # A migration turns foreign keys off (migrations/env.py) and its "on again" runs
+    # inside its transaction, where SQLite ignores it: without this, the pooled
+    # connection went on serving requests with no foreign key checked.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 #: SQLite result codes that mean the file cannot be reached or written (not a bad query).
 _SQLITE_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY",
                        "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PERM", "SQLITE_NOTADB")  # fmt: skip
@@ -105,6 +114,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _sqlite_foreign_keys_on)
     else:
         driver_url = url
         if url.startswith("postgresql://"):

@@ -98,14 +98,21 @@ class Dataset(Base):
     #: connection URL of a linked table, encrypted (it may hold a password). Links made
     #: before sources existed; migration 0009 moved each into a source of its own.
     link_url_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
-    #: the source (sources.id) a linked table is read through.
-    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the source (sources.id) a linked table is read through; a source some dataset
+    #: links through cannot be removed (migration 0015).
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sources.id", ondelete="RESTRICT", name="fk_datasets_source_id"),
+        nullable=True,
+    )
 
 
 class Source(Base):
     """A database or warehouse administrators made linkable (profiles/sources.py)."""
 
     __tablename__ = "sources"
+    #: SQLite never gives a removed source's id to a new one (a link that looked its
+    #: source up by name just before the removal must not land on another source).
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)

@@ -24,11 +24,11 @@ from ibis.backends.sql.datatypes import DuckDBType
 from ibis.common.exceptions import TableNotFound
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from audiencesync.control import audit
 from audiencesync.control.context import Context
-from audiencesync.control.models import Dataset, utcnow
+from audiencesync.control.models import Dataset, Source, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import (
     ConflictError,
@@ -383,7 +383,24 @@ def link(
         audit.record(
             session, actor, "dataset.link", f"dataset:{dataset}", before=before, after=_state(row)
         )
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:
+            # The foreign key to the source (or the unique name) refused the row: someone
+            # removed the source, or linked this name, since the checks above.
+            session.rollback()
+            if session.get(Source, source_id) is None:
+                raise ConflictError(
+                    f"source {source_name!r} was removed while dataset {dataset!r} was being "
+                    "linked through it: nothing was linked; ask an administrator to add the "
+                    "source again.",
+                    field="source",
+                ) from None
+            raise ConflictError(
+                f"dataset {dataset!r} was created by someone else at the same moment: "
+                "reload the list and choose another name.",
+                field="name",
+            ) from None
         return _view(row)
 
 

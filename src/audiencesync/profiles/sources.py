@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session
 
 from audiencesync.control import audit
@@ -404,7 +404,19 @@ def remove_source(ctx: Context, actor: Actor, name: str) -> None:
             f"source:{row.name}",
             before={"backend": row.backend, "location": row.location},
         )
+        source_id, source_name = row.id, row.name
         session.delete(row)
+        try:
+            session.flush()
+        except IntegrityError:
+            # The foreign key of datasets.source_id: a dataset was linked through it
+            # since the check above.
+            session.rollback()
+            linked = ", ".join(_users(session, source_id)) or "linked just now"
+            raise ConflictError(
+                f"source {source_name!r} is used by dataset(s) {linked}: remove those "
+                "datasets first."
+            ) from None
 
 
 def source_url(ctx: Context, name: str) -> tuple[int, str, str]:

@@ -37,6 +37,7 @@ from audiencesync.control.context import Context
 from audiencesync.control.models import Dataset, Segment, utcnow
 from audiencesync.control.permissions import Action, Actor, require
 from audiencesync.errors import (
+    AudiencesyncError,
     ConflictError,
     DiskFullError,
     Fix,
@@ -525,18 +526,25 @@ def _load(
     # home), where a refresh on any machine finds it again.
     at_home = storage.local_path("") == ctx.home.resolve()
     upload = None if at_home else _local_upload(ctx, source)
-    if directory is None:
-        # Object storage: prepared on this machine's disk, then uploaded whole.
-        work = ctx.home / "scratch" / "imports" / uuid.uuid4().hex
-        try:
-            prepared = _prepare(source, key, options, on_duplicate, work)
+    try:
+        if directory is None:
+            # Object storage: prepared on this machine's disk, then uploaded whole.
+            work = ctx.home / "scratch" / "imports" / uuid.uuid4().hex
+            try:
+                prepared = _prepare(source, key, options, on_duplicate, work)
+                data_key = f"{folder}/{prepared.path.name}"
+                storage.put_file(prepared.path, data_key, move=True)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            prepared = _prepare(source, key, options, on_duplicate, directory)
             data_key = f"{folder}/{prepared.path.name}"
-            storage.put_file(prepared.path, data_key, move=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    else:
-        prepared = _prepare(source, key, options, on_duplicate, directory)
-        data_key = f"{folder}/{prepared.path.name}"
+    except Exception:
+        # Removed meanwhile, its folder with it: that, not an IO or "could not be read"
+        # error about a scratch file the removal took away.
+        if existing is not None and (gone := vanished(ctx, dataset, None)) is not None:
+            raise gone from None
+        raise
     if upload is not None:
         try:
             storage.put_file(source, upload)
@@ -548,6 +556,10 @@ def _load(
         with ctx.db.session() as session:
             row = session.scalar(select(Dataset).where(Dataset.name == dataset))
             before = None if row is None else _audit_state(row)
+            if row is None and existing is not None:
+                # Removed while this version was written (its folder, and maybe this
+                # file, deleted): not brought back half-made.
+                raise _removed_error(dataset)
             if row is None:
                 row = Dataset(name=dataset, kind="file", version=0)
                 session.add(row)
@@ -621,8 +633,15 @@ def _audit_state(row: Dataset) -> dict[str, Any]:
     }
 
 
-def refresh(ctx: Context, actor: Actor, name: str) -> DatasetView:
-    """Re-import dataset ``name`` from the source and options it was imported with."""
+def refresh(ctx: Context, actor: Actor, name: str, *, check_folders: bool = False) -> DatasetView:
+    """Re-import dataset ``name`` from the source and options it was imported with.
+
+    ``check_folders``: the refresh is asked for through the API or web UI, so a file
+    imported by path is read again only while it (links followed) is inside
+    AUDIENCESYNC_IMPORT_FOLDERS, as an import by path there is (PermissionDeniedError):
+    a file later replaced by a link to a secret, or a folder no longer listed, is not
+    read. The CLI (the local user) and the scheduler leave it off.
+    """
     require(actor, Action.EDIT_DATASETS)
     with ctx.db.session() as session:
         row = _get(session, check_dataset_name(name))
@@ -646,9 +665,17 @@ def refresh(ctx: Context, actor: Actor, name: str) -> DatasetView:
     on_duplicate = OnDuplicateKey(options.get("on_duplicate_key", "error"))
     stored = None if ctx.storage.is_local else ctx.storage.key_of(recorded)
     if stored is None:
+        source = Path(recorded)
+        if _upload_folder(ctx, recorded) is None:  # a file the user pointed at
+            # Read where the checks looked: a link swapped in after them is not followed.
+            source = source.resolve()
+            check_outside_home(ctx, source)
+            if check_folders:
+                check_import_folder(ctx, source)
         return _load(
-            ctx, actor, row.name, Path(recorded), key, read, on_duplicate, action="refresh"
-        )
+            ctx, actor, row.name, source, key, read, on_duplicate,
+            action="refresh", recorded_source=recorded,
+        )  # fmt: skip
     # An upload kept in object storage: read again from a local copy.
     work = ctx.home / "scratch" / "imports" / uuid.uuid4().hex
     work.mkdir(parents=True)
@@ -761,6 +788,34 @@ def remove(ctx: Context, actor: Actor, name: str) -> None:
     if upload is not None:  # uploaded profiles leave the storage with their dataset
         ctx.storage.delete_tree(upload)
     shutil.rmtree(ctx.home / "unified" / dataset, ignore_errors=True)
+
+
+def _removed_error(name: str) -> NotFoundError:
+    return NotFoundError(
+        f"dataset {name!r} was removed while it was being read or written: nothing was "
+        "changed; import it again if you still need it.",
+        fix=Fix("list", "profiles"),
+    )
+
+
+def vanished(ctx: Context, name: str, data_key: str | None) -> AudiencesyncError | None:
+    """Why dataset ``name``'s files could not be read or written, when it was removed
+    (NotFoundError) or given a new version (ConflictError, when ``data_key`` is the file
+    the reader looked up) meanwhile; None when it is still there as it was, so the
+    failure has another cause.
+
+    For readers and writers that hit an IO error on a dataset's files: a dataset removed
+    at the same moment is a sentence (404 or 409), never a server error.
+    """
+    with ctx.db.session() as session:
+        row = session.scalar(select(Dataset).where(Dataset.name == name))
+        if row is None:
+            return _removed_error(name)
+        if data_key is not None and row.data_path != data_key:
+            return ConflictError(
+                f"dataset {name!r} was refreshed while it was being read: try again."
+            )
+    return None
 
 
 def dataset_users(session: Session, dataset_id: int) -> list[str]:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import ibis
 
 # Loaded with this module rather than on a run's first query (a quarter of a second):
@@ -86,5 +87,11 @@ def open_source(ctx: Context, dataset: str) -> Iterator[ProfileSource]:
             backend.con.register(dataset, ctx.storage.dataset(data))
             table = backend.table(dataset)
         yield ProfileSource(dataset, kind, key, backend, table)
+    except (duckdb.Error, OSError):
+        # The file went away under the reader (opening it or in the block): a dataset
+        # removed or refreshed meanwhile is a 404 or 409 sentence, not a server error.
+        if (gone := store.vanished(ctx, dataset, data)) is not None:
+            raise gone from None
+        raise
     finally:
         backend.disconnect()

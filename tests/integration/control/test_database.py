@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from audiencesync.api import auth
 from audiencesync.control import users
@@ -72,7 +74,7 @@ def test_the_time_zone_migration_goes_down_and_up_keeping_users_and_tokens(
     admin = users.resolve_actor(ctx, "admin")
     users.set_time_zone(ctx, admin, "admin", "Europe/Paris")
     token = auth.create_token(ctx, admin, "nightly").token
-    assert ctx.db.current_revision() == "0014_user_time_zone"
+    assert ctx.db.current_revision() == ctx.db.head_revision()
 
     def columns() -> set[str]:
         with ctx.db.engine.connect() as bind:
@@ -92,3 +94,53 @@ def test_the_time_zone_migration_goes_down_and_up_keeping_users_and_tokens(
     assert "time_zone" in columns()
     assert users.resolve_actor(ctx, "admin").time_zone is None  # UTC again, as before 0014
     assert auth.actor_for_token(ctx, token) == users.resolve_actor(ctx, "admin")
+
+
+def test_the_source_key_migration_keeps_datasets_and_refuses_removing_a_used_source(
+    ctx: Context,
+) -> None:
+    """0015 makes datasets.source_id a foreign key of sources (reviewer 13, finding 3):
+    rows are kept, a dataset whose source was already gone keeps no source id, a used
+    source cannot be deleted, and SQLite never reuses a removed source's id."""
+    config = _alembic_config()
+    with ctx.db.engine.begin() as bind:
+        config.attributes["connection"] = bind
+        command.downgrade(config, "0014_user_time_zone")
+    now = datetime.now(UTC)
+    with ctx.db.engine.begin() as bind:
+        source_id = bind.execute(
+            text(
+                "INSERT INTO sources (name, backend, location, url_encrypted, created_at) "
+                "VALUES ('crm', 'duckdb', '/data/crm.duckdb', 'x', :now) RETURNING id"
+            ),
+            {"now": now},
+        ).scalar_one()
+        for name, source in (("kept", source_id), ("orphan", source_id + 1000)):
+            bind.execute(
+                text(
+                    "INSERT INTO datasets (name, key_column, kind, source, options, version, "
+                    "row_count, columns, source_id) VALUES (:name, 'id', 'link', 's', '{}', 1, "
+                    "2, '[]', :source)"
+                ),
+                {"name": name, "source": source},
+            )
+
+    ctx.db.migrate()
+    assert ctx.db.current_revision() == ctx.db.head_revision()
+    with ctx.db.engine.connect() as bind:
+        rows = bind.execute(text("SELECT name, source_id FROM datasets ORDER BY name")).all()
+        assert [tuple(r) for r in rows] == [("kept", source_id), ("orphan", None)]
+        with pytest.raises(IntegrityError):
+            bind.execute(text("DELETE FROM sources WHERE id = :id"), {"id": source_id})
+        bind.rollback()
+        # The last source removed: a new one gets another id (SQLite AUTOINCREMENT).
+        bind.execute(text("DELETE FROM datasets WHERE name = 'kept'"))
+        bind.execute(text("DELETE FROM sources WHERE id = :id"), {"id": source_id})
+        again = bind.execute(
+            text(
+                "INSERT INTO sources (name, backend, location, url_encrypted, created_at) "
+                "VALUES ('crm2', 'duckdb', '/data/crm.duckdb', 'x', :now) RETURNING id"
+            ),
+            {"now": now},
+        ).scalar_one()
+        assert again != source_id

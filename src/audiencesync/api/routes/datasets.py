@@ -159,8 +159,9 @@ def get_sample(
 
 @router.post("/{name}/refresh")
 def refresh(ctx: Ctx, actor: CurrentActor, name: str) -> DatasetPublic:
-    """Re-read the dataset from where it was imported (or linked) from."""
-    return DatasetPublic.of(store.refresh(ctx, actor, name))
+    """Re-read the dataset from where it was imported (or linked) from; a file imported
+    by path must still be in a folder listed in AUDIENCESYNC_IMPORT_FOLDERS."""
+    return DatasetPublic.of(store.refresh(ctx, actor, name, check_folders=True))
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)

@@ -96,7 +96,7 @@ def show_dataset(request: Request, page: CurrentPage, name: str) -> Response:
 
 @router.post("/profiles/{name}/refresh")
 def refresh(page: Form, name: str) -> Response:
-    view = store.refresh(page.ctx, page.actor, name)
+    view = store.refresh(page.ctx, page.actor, name, check_folders=True)
     page.flash(f"Dataset {view.name} was refreshed: {view.row_count:,} profiles.")
     return redirect(f"/profiles/{view.name}")
 
