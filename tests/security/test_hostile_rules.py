@@ -163,3 +163,119 @@ def test_oversized_bodies_and_rule_texts_are_refused(profiles: Api) -> None:
     answer = api.viewer.post(VALIDATE, content=huge, headers={"content-type": "application/json"})
     assert answer.status_code == 413, answer.text
     assert "AUDIENCESYNC_MAX_REQUEST_BYTES" in answer.json()["detail"]
+
+
+# --- issue 13, second review: periods, wide rules and JSON rules past the caps ---------
+
+HUGE_PERIODS: dict[str, dict[str, object]] = {
+    "999,999,999 days": {"op": "in the last", "value": "999999999 days"},
+    "weeks ago past the calendar": {"op": "before", "value": "9999999999 weeks ago"},
+    "20 digits": {"op": "in the last", "value": "99999999999999999999 days"},
+    "a day past the limit": {"op": "in the last", "value": "36601 days"},
+}
+
+
+def _people(api: Api) -> None:
+    """Dataset ``people`` with a date field ``signup``, and its segment ``recent``."""
+    from audiencesync.control.models import Role
+    from audiencesync.profiles import store
+    from audiencesync.segments import service
+    from audiencesync.segments.rules import parse_rules
+
+    source = api.tmp_path / "people.csv"
+    source.write_text("customer_id,signup\n1,2020-01-01\n2,1990-06-30\n")
+    admin = api.actors[Role.ADMIN]
+    store.import_file(api.ctx, admin, source, key="customer_id", name="people")
+    recent = parse_rules({"field": "signup", "op": "in the last", "value": "90 days"})
+    service.create_segment(api.ctx, admin, "recent", dataset="people", rules=recent)
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_PERIODS))
+def test_a_period_past_100_years_is_one_sentence_and_a_stored_one_is_not_a_500(
+    api: Api, case: str
+) -> None:
+    _people(api)
+    rule = dict(HUGE_PERIODS[case], field="signup")
+    checked = api.viewer.post(VALIDATE, json={"dataset": "people", "rules": rule})
+    assert checked.status_code == 400, checked.text
+    assert "longer than 36,600 days" in checked.json()["detail"], checked.text
+    created = api.contributor.post(
+        "/api/v1/segments", json={"name": "old", "dataset": "people", "rules": rule}
+    )
+    assert created.status_code == 400, created.text
+    # The limit itself is a period like any other.
+    limit = dict(rule, value="36600 days ago" if rule["op"] == "before" else "36600 days")
+    ok = api.viewer.post(VALIDATE, json={"dataset": "people", "rules": limit})
+    assert ok.status_code == 200, ok.text
+    # Saved before the bound (main accepted these, then count, preview, explain and sql
+    # answered 500 with an OverflowError).
+    with api.ctx.db.session() as session:
+        session.execute(update(Segment).where(Segment.name == "recent").values(rules=rule))
+    for sub in ("count", "preview", "explain", "sql"):
+        answer = api.viewer.get(f"/api/v1/segments/recent/{sub}")
+        assert answer.status_code == 400, (sub, answer.text)
+        assert "longer than 36,600 days" in answer.json()["detail"], answer.text
+
+
+def _expected_count(ages: set[int]) -> int:
+    """Profiles of the fixture whose age is in ``ages``, counted in Python from the CSV."""
+    import csv
+    import io
+
+    from tests.snap_helpers import PROFILES_CSV
+
+    rows = csv.DictReader(io.StringIO(PROFILES_CSV))
+    return sum(1 for row in rows if row["age"] and int(row["age"]) in ages)
+
+
+def test_a_rule_of_1000_conditions_counts_right_and_1001_are_refused(profiles: Api) -> None:
+    api = profiles
+    ages = set(range(0, 2000, 2))  # 1,000 even ages
+    wide = {"any": [{"field": "age", "op": "=", "value": age} for age in sorted(ages)]}
+    assert len(json.dumps(wide)) > 30_000
+    created = api.contributor.post(
+        "/api/v1/segments", json={"name": "wide", "dataset": "customers", "rules": wide}
+    )
+    assert created.status_code == 201, created.text
+    # Main built a left-deep chain of 1,000 ORs: RecursionError inside Ibis, a 500.
+    counted = api.viewer.get("/api/v1/segments/wide/count")
+    assert counted.status_code == 200, counted.text
+    expected = _expected_count(ages)
+    assert 0 < expected < 4
+    assert counted.json()["size"] == expected
+    preview = api.viewer.get("/api/v1/segments/wide/preview")
+    assert preview.status_code == 200, preview.text
+    assert api.viewer.get("/api/v1/segments/wide/sql").status_code == 200
+    # "all" of 1,000 "not"s: the complement, through the same balanced tree.
+    narrow = {"all": [{"not": c} for c in wide["any"]]}
+    checked = api.viewer.post(VALIDATE, json={"dataset": "customers", "rules": narrow})
+    assert checked.status_code == 200, checked.text
+    wider = {"any": [*wide["any"], {"field": "age", "op": "=", "value": 2001}]}
+    for body in ({"rules": wider}, {"rules_text": json.dumps(wider)}):
+        refused = api.viewer.post(VALIDATE, json={"dataset": "customers", **body})
+        assert refused.status_code == 400, refused.text
+        detail = refused.json()["detail"]
+        assert "1,001 conditions, more than the 1,000" in detail, detail
+        assert "\n" not in detail
+
+
+def test_json_rules_past_64_kb_are_refused_like_rule_text(profiles: Api) -> None:
+    api = profiles
+    # 729 KB as JSON: main stored it, and each count took about 18 s.
+    big = {"field": "age", "op": "in", "value": list(range(120_000))}
+    as_json = api.viewer.post(VALIDATE, json={"dataset": "customers", "rules": big})
+    as_text = api.viewer.post(
+        VALIDATE, json={"dataset": "customers", "rules_text": json.dumps(big)}
+    )
+    created = api.contributor.post(
+        "/api/v1/segments", json={"name": "big", "dataset": "customers", "rules": big}
+    )
+    for answer in (as_json, as_text, created):
+        assert answer.status_code == 400, answer.text
+        assert "bytes is more than the 65,536 a rule may take" in answer.json()["detail"]
+    assert api.viewer.get("/api/v1/segments/big").status_code == 404
+    # Just under the cap is a rule like any other.
+    fits = {"field": "age", "op": "in", "value": list(range(10_000))}
+    assert len(json.dumps(fits, separators=(",", ":"))) < 65_536
+    ok = api.viewer.post(VALIDATE, json={"dataset": "customers", "rules": fits})
+    assert ok.status_code == 200, ok.text

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audiencesync.bounds import printable
 from audiencesync.control.context import Context
 from audiencesync.control.models import AuditEntry, Role
 from audiencesync.control.permissions import Action, Actor, require
@@ -87,10 +88,24 @@ def list_entries(
                 if actor.role is Role.CONTRIBUTOR and name not in shared:
                     continue
                 before = after = None
+            # Rows written before lone surrogates were refused cannot be encoded as they
+            # are (the log answered 500 for everyone): show U+FFFD in their place.
             views.append(
-                AuditView(entry.at, entry.actor, entry.action, entry.target, before, after)
+                AuditView(
+                    entry.at,
+                    str(printable(entry.actor)),
+                    str(printable(entry.action)),
+                    str(printable(entry.target)),
+                    _printable_dict(before),
+                    _printable_dict(after),
+                )
             )
     return views
+
+
+def _printable_dict(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    shown = printable(values)
+    return shown if isinstance(shown, dict) else None
 
 
 #: what a contributor sees in place of a connection not shared with them.
@@ -114,6 +129,6 @@ def id_names(ctx: Context, actor: Actor) -> dict[str, dict[int, str]]:
             )
             for row in session.scalars(select(Connection))
         }
-        datasets = dict(session.execute(select(Dataset.id, Dataset.name)).tuples().all())
-        segments = dict(session.execute(select(Segment.id, Segment.name)).tuples().all())
+        datasets = dict(session.execute(select(Dataset.id, Dataset.name)).all())
+        segments = dict(session.execute(select(Segment.id, Segment.name)).all())
     return {"connection_id": connections, "dataset_id": datasets, "segment_id": segments}

@@ -37,13 +37,18 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from audiencesync.bounds import MAX_NESTING, nesting_depth
+from audiencesync.bounds import MAX_NESTING, holds_surrogate, nesting_depth
 from audiencesync.errors import UserInputError
 
 #: The largest rule document (YAML or JSON text) read, in bytes.
 MAX_RULES_BYTES = 64 * 1024
 #: How deep a rule's data may nest (each all/any group is two levels: a map and a list).
 MAX_RULES_DEPTH = 64
+#: The most conditions and segment references one rule may hold (an ``any`` of 1,000
+#: values is better written as one ``in``); groups around them do not count.
+MAX_RULE_CONDITIONS = 1000
+#: The longest period ``in the last`` / ``before`` take, in days (100 years).
+MAX_PERIOD_DAYS = 36_600
 #: Whole numbers a rule may hold: what DuckDB and PostgreSQL compare as BIGINT.
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -114,6 +119,11 @@ def scalar_problem(value: object) -> str | None:
     """Why a rule cannot hold ``value`` (a NUL, a number no database compares), or None."""
     if isinstance(value, str) and "\x00" in value:
         return "holds a NUL character (\\u0000), which no database compares; remove it"
+    if isinstance(value, str) and holds_surrogate(value):
+        return (
+            "holds a lone UTF-16 surrogate (\\ud800 to \\udfff), half of a character no "
+            "database stores; write the whole character"
+        )
     if (
         isinstance(value, int)
         and not isinstance(value, bool)
@@ -133,6 +143,18 @@ def _checked_scalar(value: object) -> object:
     if problem is not None:
         raise PydanticCustomError("bad_scalar", f"the value {_show(value)} {problem}.")
     return value
+
+
+def _check_name(what: str, value: object) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError(
+            "bad_scalar", f"{what} holds a NUL character (\\u0000); remove it."
+        )
+    if isinstance(value, str) and holds_surrogate(value):
+        raise PydanticCustomError(
+            "bad_scalar",
+            f"{what} holds a lone UTF-16 surrogate (\\ud800 to \\udfff); write whole characters.",
+        )
 
 
 class _Node(BaseModel):
@@ -165,10 +187,7 @@ class Condition(_Node):
     @field_validator("field", mode="before")
     @classmethod
     def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise PydanticCustomError(
-                "bad_scalar", "the field name holds a NUL character (\\u0000); remove it."
-            )
+        _check_name("the field name", value)
         return value
 
 
@@ -194,6 +213,12 @@ class SegmentRef(_Node):
     """``{segment: NAME}``: the members of another segment of the same dataset."""
 
     segment: str = Field(min_length=1)
+
+    @field_validator("segment", mode="before")
+    @classmethod
+    def _whole_characters(cls, value: object) -> object:
+        _check_name("the segment name", value)
+        return value
 
     @field_validator("segment")
     @classmethod
@@ -307,8 +332,13 @@ def parse_rules(data: object) -> RuleNode:
             "inside an 'all' is one 'all'), or split it into segments that refer to each "
             "other."
         )
+    # JSON rules (the API's ``rules``, stored rows) never passed the text cap: a 729 KB
+    # rule of 120,000 values was stored, and each count took 18 s.
+    size = _json_size(data)
+    if size > MAX_RULES_BYTES:
+        raise UserInputError(_too_big("the rules", size), field="rules")
     try:
-        return _ADAPTER.validate_python(data)
+        node = _ADAPTER.validate_python(data)
     except ValidationError as error:
         # A union reports one error per member type: keep the first per rule and key.
         first: dict[tuple[str, str | None], Problem] = {}
@@ -316,6 +346,31 @@ def parse_rules(data: object) -> RuleNode:
             path, key = _locate(detail)
             first.setdefault((path, key), Problem(path, _shape_message(detail, key)))
         raise rules_error(list(first.values())) from None
+    leaves = sum(1 for _, sub in walk(node) if isinstance(sub, Condition | SegmentRef))
+    if leaves > MAX_RULE_CONDITIONS:
+        raise UserInputError(
+            f"the rule holds {leaves:,} conditions, more than the {MAX_RULE_CONDITIONS:,} a rule "
+            "may hold: write many values of one field as one 'in' condition, or split the "
+            "rule into segments that refer to each other.",
+            field="rules",
+        )
+    return node
+
+
+def _json_size(data: object) -> int:
+    """The bytes of ``data`` as compact JSON, the size a rule document is measured by."""
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # keys JSON cannot write: the shape check says why
+        return 0
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_big(source: str, size: int) -> str:
+    return (
+        f"{source}: {size:,} bytes is more than the {MAX_RULES_BYTES:,} a rule may take; "
+        "split the rule into segments that refer to each other."
+    )
 
 
 def _depth(data: object) -> int:
@@ -404,10 +459,7 @@ def load_document(text: str, *, source: str = "the rules") -> object:
     """
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_RULES_BYTES:
-        raise UserInputError(
-            f"{source}: {size:,} bytes is more than the {MAX_RULES_BYTES:,} a rule may take; "
-            "split the rule into segments that refer to each other."
-        )
+        raise UserInputError(_too_big(source, size))
     if "\x00" in text:
         raise UserInputError(f"{source}: the text holds a NUL character (\\u0000); remove it.")
     if nesting_depth(text) > min(MAX_NESTING, MAX_RULES_DEPTH):
@@ -575,7 +627,8 @@ _UNITS = {
     **dict.fromkeys(("day", "days", "d"), "days"),
     **dict.fromkeys(("week", "weeks", "w"), "weeks"),
 }
-_PERIOD = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*(ago)?\s*$", re.IGNORECASE)
+_PERIOD = re.compile(r"^\s*([0-9]+)\s*([a-z]+)\s*(ago)?\s*$", re.IGNORECASE)
+_DAYS_PER_UNIT = {"minutes": 1 / 1440, "hours": 1 / 24, "days": 1, "weeks": 7}
 
 
 @dataclass(frozen=True)
@@ -596,14 +649,24 @@ class Period:
 
 
 def parse_period(value: object) -> Period | None:
-    """``"90 days"``, ``"12 hours"``, ``"2 weeks"``, ``"30 days ago"`` -> Period; else None."""
+    """``"90 days"``, ``"12 hours"``, ``"2 weeks"``, ``"30 days ago"`` -> Period; else None.
+
+    A period longer than MAX_PERIOD_DAYS raises UserInputError (one sentence).
+    """
     if not isinstance(value, str):
         return None
     match = _PERIOD.match(value)
     if match is None:
         return None
-    amount = int(match.group(1))
     unit = _UNITS.get(match.group(2).lower())
-    if unit is None or amount < 1:
+    digits = match.group(1).lstrip("0")
+    if unit is None or not digits:
         return None
-    return Period(amount, unit, ago=match.group(3) is not None)
+    # Past the limit, "now minus the period" overflowed the calendar (a 500 on count).
+    if len(digits) > 9 or int(digits) * _DAYS_PER_UNIT[unit] > MAX_PERIOD_DAYS:
+        raise UserInputError(
+            f"the period {value.strip()[:40]!r} is longer than {MAX_PERIOD_DAYS:,} days "
+            "(100 years), the longest a rule may look back; use a shorter one.",
+            field="rules",
+        )
+    return Period(int(digits), unit, ago=match.group(3) is not None)

@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from audiencesync.errors import UserInputError
 from audiencesync.segments.fields import BadValueError, FieldType, field_type, read_value
 from audiencesync.segments.rules import (
     LIST_OPERATORS,
@@ -133,7 +134,10 @@ def _list_problem(op: Operator, field: str, value: object, ftype: FieldType) -> 
 
 
 def _period_problem(op: Operator, value: object) -> str | None:
-    period = parse_period(value)
+    try:
+        period = parse_period(value)
+    except UserInputError as error:
+        return error.message
     example = "'90 days'" if op is Operator.IN_THE_LAST else "'30 days ago'"
     if period is None:
         return (

@@ -70,6 +70,8 @@ MODES = ("mirror", "add-only")
 FIRST_PARTY = "FIRST_PARTY"
 SAMPLE_ROWS = 1000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+#: The longest audience id taken (the column holding it is 64 characters).
+MAX_AUDIENCE_ID_DIGITS = 64
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,11 @@ def next_run_at(schedule: str, timezone: str, after: datetime) -> datetime | Non
     return fired.astimezone(UTC)
 
 
+def _is_audience_id(text: str) -> bool:
+    # str.isdigit() alone took "²³" (Unicode digits): the snapshot then refused it (a 502).
+    return text.isascii() and text.isdigit() and len(text) <= MAX_AUDIENCE_ID_DIGITS
+
+
 def _check_spec(spec: ExportSpec) -> ExportSpec:
     # An API PATCH may send null for a field every export has (it answered 500).
     nulls = [f.name for f in fields(ExportSpec)
@@ -208,10 +215,12 @@ def _check_spec(spec: ExportSpec) -> ExportSpec:
             "choose the Snapchat audience the export fills, or ask for a new one: one of the two.",
             field="audience_id",
         )
-    if spec.audience_id is not None and not spec.audience_id.strip().isdigit():
+    if spec.audience_id is not None and not _is_audience_id(spec.audience_id.strip()):
+        shown = spec.audience_id if len(spec.audience_id) <= 40 else spec.audience_id[:37] + "..."
         raise UserInputError(
-            f"{spec.audience_id!r} is not a Snapchat audience id: it is the number in the "
-            "audience's URL in Snapchat Audience Manager.",
+            f"{shown!r} is not a Snapchat audience id: it is the number (at most "
+            f"{MAX_AUDIENCE_ID_DIGITS} digits 0-9) in the audience's URL in Snapchat Audience "
+            "Manager.",
             field="audience_id",
         )
     if not 1 <= spec.retention_days <= 9999:

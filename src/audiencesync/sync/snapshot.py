@@ -125,7 +125,7 @@ class Snapshot:
         self, storage: Storage, export_id: int, audience_id: str, home: Path | None = None
     ) -> None:
         """``home`` holds the runs' local scratch (default: the storage's own folder)."""
-        if not audience_id.isdigit():
+        if not (audience_id.isascii() and audience_id.isdigit()):
             raise ValueError("an audience id is a number")
         self.storage = storage
         self.root = f"{export_key(export_id)}/audiences/{audience_id}"
@@ -477,7 +477,7 @@ def clear_pending(storage: Storage, export_id: int, audience_id: str) -> bool:
 
     Reads the marker only (creates nothing), for views that must not claim a held figure.
     """
-    if not audience_id.isdigit():
+    if not (audience_id.isascii() and audience_id.isdigit()):
         return False
     return storage.exists(f"{export_key(export_id)}/audiences/{audience_id}/{CLEAR_PENDING}")
 

@@ -19,7 +19,12 @@ from audiencesync import __version__
 from audiencesync.api import errors
 from audiencesync.api.deps import SESSION_COOKIE, get_context
 from audiencesync.api.router import PREFIX, api_router, openapi_document
-from audiencesync.bounds import MAX_NESTING, nesting_depth
+from audiencesync.bounds import (
+    MAX_NESTING,
+    encodes_surrogate,
+    json_holds_surrogate,
+    nesting_depth,
+)
 from audiencesync.control.context import Context
 from audiencesync.errors import AudiencesyncError, DatabaseUnavailableError
 from audiencesync.settings import Settings, load_settings
@@ -101,6 +106,9 @@ class BodyLimit:
             # 500 before: schemathesis found it in paths and query strings).
             await _refuse(scope, receive, send, 400, NUL_DETAIL)
             return
+        if scope["type"] == "http" and encodes_surrogate(scope.get("query_string", b"")):
+            await _refuse(scope, receive, send, 400, SURROGATE_DETAIL)
+            return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -156,12 +164,23 @@ class BodyLimit:
             )
             await _refuse(scope, receive, send, 400, detail)
             return
+        # A lone surrogate (JSON "\ud800") reached the database before: PostgreSQL and the
+        # pages cannot encode it, and every list showing the row answered 500.
+        if (b"json" in content_type and json_holds_surrogate(bytes(body))) or (
+            b"form" in content_type and encodes_surrogate(bytes(body))
+        ):
+            await _refuse(scope, receive, send, 400, SURROGATE_DETAIL)
+            return
         await self.app(scope, _replay(bytes(body), receive), send)
 
 
 NUL_DETAIL = (
     "the request holds a NUL character (\\u0000 or %00): no name, value or rule may hold "
     "one; remove it."
+)
+SURROGATE_DETAIL = (
+    "the request holds a lone UTF-16 surrogate (\\ud800 to \\udfff), half of a character: "
+    "no name, value or rule may hold one; send whole characters."
 )
 #: ``\u0000`` in JSON text, unless its backslash is itself escaped (``\\u0000``).
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
