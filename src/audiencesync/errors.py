@@ -123,11 +123,17 @@ class DatabaseUnavailableError(AudiencesyncError):
     """The control database cannot be reached or written (down, moved, disk full).
 
     Retrying once it answers again can help; the message never holds the URL's secrets.
+    It holds the driver's reason (host, port, database name), which is for the operator
+    (the command line, the server's log): the web and the API say ``public_message``.
     """
 
     retryable = True
     exit_code = 10
     http_status = 503
+    public_message = (
+        "the control database is unreachable: check AUDIENCESYNC_DATABASE_URL and that the "
+        "database server is running and its disk has space."
+    )
 
 
 class DiskFullError(AudiencesyncError):

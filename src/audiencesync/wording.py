@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 
-from audiencesync.errors import AudiencesyncError, Fix
+from audiencesync.errors import AudiencesyncError, DatabaseUnavailableError, Fix
 
 #: spec field -> (CLI flag, the UI's label for it).
 FIELDS: dict[str, tuple[str, str]] = {
@@ -165,7 +165,13 @@ def for_cli(error: AudiencesyncError) -> str:
 
 
 def for_web(error: AudiencesyncError) -> str:
-    """The error as the API and the UI say it: the action as a page or a button."""
+    """The error as the API and the UI say it: the action as a page or a button.
+
+    An unreachable control database is told without the driver's reason, which names
+    the database's host, port and name to anyone, signed in or not.
+    """
+    if isinstance(error, DatabaseUnavailableError):
+        return error.public_message
     if error.fix is not None and error.fix.kind in FIX_KINDS:
         return _join(error.message, _fix_words(error.fix, cli=False))
     return error.message

@@ -95,6 +95,11 @@ def _token_view(row: ApiToken) -> TokenView:
     return TokenView(row.id, row.name, row.prefix, row.created_at, row.last_used_at, row.expires_at)
 
 
+#: The longest life a personal API token may be given, in days.
+MAX_TOKEN_DAYS = 3650
+TOKEN_DAYS_RANGE = f"a token expires after 1 to {MAX_TOKEN_DAYS} days, or never (leave it empty)."
+
+
 def create_token(
     ctx: Context, actor: Actor, name: str, *, expires_in_days: int | None = None
 ) -> NewToken:
@@ -104,11 +109,8 @@ def create_token(
         raise UserInputError(
             "give the token a name of 1 to 100 characters, e.g. 'nightly script'.", field="name"
         )
-    if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
-        raise UserInputError(
-            "a token expires after 1 to 3650 days, or never (leave it empty).",
-            field="expires_in_days",
-        )
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise UserInputError(TOKEN_DAYS_RANGE, field="expires_in_days")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     expires = now + timedelta(days=expires_in_days) if expires_in_days else None
@@ -270,7 +272,7 @@ def parse_trusted_proxies(setting: str) -> list[ipaddress.IPv4Network | ipaddres
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
             raise UserInputError(
-                f"AUDIENCESYNC_TRUSTED_PROXIES holds {part!r}, which is not an address or a "
+                f"AUDIENCESYNC_TRUSTED_PROXIES holds {part[:60]!r}, which is not an address or a "
                 "network such as 10.0.0.0/8: fix the setting."
             ) from None
     return networks

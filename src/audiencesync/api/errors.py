@@ -29,6 +29,12 @@ def json_error(status: int, detail: str, headers: dict[str, str] | None = None) 
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def log_unavailable(error: DatabaseUnavailableError) -> None:
+    """The driver's reason, which the 503 answer leaves out, for the operator's log (the
+    URL's password is already out of it)."""
+    log.warning("answered 503: %s", error.message)
+
+
 def from_service(error: AudiencesyncError) -> JSONResponse:
     """A service error as its status and message, with the field at fault and the fix.
 
@@ -39,6 +45,7 @@ def from_service(error: AudiencesyncError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, NotSignedInError) else None
     if isinstance(error, DatabaseUnavailableError):
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        log_unavailable(error)
     body: dict[str, Any] = {"detail": for_web(error)}
     if error.field is not None:
         body["field"] = error.field
@@ -88,8 +95,6 @@ def from_http(error: HTTPException) -> JSONResponse:
 def unexpected(error: Exception) -> JSONResponse:
     """A 500, except for a service error that escaped the handlers (a middleware's)."""
     if isinstance(error, AudiencesyncError):
-        if isinstance(error, DatabaseUnavailableError):
-            log.warning("answered 503: %s", error.message)
         return from_service(error)
     log.error("unexpected error: %s", type(error).__name__, exc_info=error)
     return json_error(500, UNEXPECTED)

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from audiencesync.cli.common import actor, console, opened
+from audiencesync.api.auth import parse_trusted_proxies
+from audiencesync.cli.common import actor, console, opened, state
 from audiencesync.control.context import Context
 from audiencesync.sync import schedule as schedule_service
 from audiencesync.sync.runs import worker_name
@@ -60,6 +61,8 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the web UI and REST API, the scheduler and a worker."""
+    # A bad setting stops the start, rather than every sign-in answering 400 later.
+    parse_trusted_proxies(state.get_settings().trusted_proxies)
     with opened() as ctx:
         stop = threading.Event()
         threads = background_threads(ctx, stop, workers=workers)

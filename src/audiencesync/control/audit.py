@@ -129,6 +129,7 @@ def id_names(ctx: Context, actor: Actor) -> dict[str, dict[int, str]]:
             )
             for row in session.scalars(select(Connection))
         }
+        # Rows unpack as (id, name); Result.tuples() is deprecated since SQLAlchemy 2.1.
         datasets = dict(session.execute(select(Dataset.id, Dataset.name)).all())
         segments = dict(session.execute(select(Segment.id, Segment.name)).all())
     return {"connection_id": connections, "dataset_id": datasets, "segment_id": segments}

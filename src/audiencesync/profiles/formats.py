@@ -69,6 +69,28 @@ class ReadOptions:
     encoding: str | None = None
 
 
+#: The longest CSV delimiter DuckDB's read_csv takes, in UTF-8 bytes ("ab" and "éé" are fine).
+MAX_DELIMITER_BYTES = 4
+
+
+def check_delimiter(delimiter: str | None) -> str | None:
+    """``delimiter`` when DuckDB can split a CSV file on it (1 to 4 bytes, no quote or
+    line break), else a UserInputError about the delimiter field."""
+    if delimiter is None:
+        return None
+    if (
+        not delimiter
+        or len(delimiter.encode("utf-8", "surrogatepass")) > MAX_DELIMITER_BYTES
+        or any(c in delimiter for c in '"\r\n')
+    ):
+        raise UserInputError(
+            f"a CSV delimiter is 1 to {MAX_DELIMITER_BYTES} bytes without quotes or line "
+            "breaks, such as , ; | or a tab: give one, or leave it empty to have it guessed.",
+            field="delimiter",
+        )
+    return delimiter
+
+
 def normalize_encoding(encoding: str | None) -> str | None:
     """The codec's canonical name, or a UserInputError when Python does not know it."""
     if encoding is None:

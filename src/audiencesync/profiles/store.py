@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -49,6 +50,7 @@ from audiencesync.logs import redact
 from audiencesync.profiles.formats import (
     FileFormat,
     ReadOptions,
+    check_delimiter,
     detect_format,
     normalize_encoding,
     reader_sql,
@@ -424,6 +426,10 @@ _NAME_LIKE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$")
 _MAX_RAGGED_LINES = 1_000_000
 
 
+#: The one-character delimiter a longer one stands as for csv (ASCII "unit separator").
+_STAND_IN = "\x1f"
+
+
 def _look_like_names(names: list[str]) -> bool:
     """Whether column names look like a header rather than a row of data."""
     return all(_NAME_LIKE.match(n) and redact(n) == n for n in names)
@@ -437,7 +443,13 @@ def _ragged_row(path: Path, options: ReadOptions) -> tuple[int, int, int] | None
             first = handle.readline()
             delimiter = options.delimiter or max(",;\t|", key=first.count)
             handle.seek(0)
-            reader = csv.reader(handle, delimiter=delimiter)
+            lines: Iterable[str] = handle
+            if len(delimiter) != 1:
+                # csv splits on one character; DuckDB on up to four bytes ("ab", "éé"):
+                # count fields on a stand-in (quoted values keep theirs as data).
+                lines = (line.replace(delimiter, _STAND_IN) for line in handle)
+                delimiter = _STAND_IN
+            reader = csv.reader(lines, delimiter=delimiter)
             expected = None
             for number, row in enumerate(reader, start=1):
                 if number > _MAX_RAGGED_LINES:
@@ -489,7 +501,7 @@ def import_file(
     _check_source(source)
     options = ReadOptions(
         format=file_format or detect_format(source),
-        delimiter=delimiter,
+        delimiter=check_delimiter(delimiter),
         encoding=normalize_encoding(encoding),
     )
     if delimiter is not None and options.format is not FileFormat.CSV:

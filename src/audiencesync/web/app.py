@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiencesync import __version__
 from audiencesync.api import errors
+from audiencesync.api.auth import parse_trusted_proxies
 from audiencesync.api.deps import SESSION_COOKIE, get_context
 from audiencesync.api.router import PREFIX, api_router, openapi_document
 from audiencesync.bounds import (
@@ -279,6 +280,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             page = Page(get_context(request), request.state.principal)
             await run_in_threadpool(page.flash, for_web(error), kind="error")
             return RedirectResponse(back, status_code=303)
+        if isinstance(error, DatabaseUnavailableError):
+            errors.log_unavailable(error)
         return _error_page(request, error.http_status, for_web(error))
 
     async def validation_error(request: Request, error: Exception) -> Response:
@@ -326,9 +329,11 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     """The web UI and REST API over the home of ``settings`` (opened and migrated here).
 
     ``context`` reuses an opened home (tests); the app then leaves closing it to the caller.
-    Raises NotSetUpError when the home was never initialised.
+    Raises NotSetUpError when the home was never initialised, UserInputError when
+    AUDIENCESYNC_TRUSTED_PROXIES is not a list of addresses.
     """
     settings = settings or load_settings()
+    parse_trusted_proxies(settings.trusted_proxies)  # refused at start, not at each sign-in
     ctx = context or Context.open(settings)
 
     @asynccontextmanager

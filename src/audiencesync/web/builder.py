@@ -17,6 +17,7 @@ from audiencesync.errors import UserInputError
 from audiencesync.segments.fields import FieldKind, field_type
 from audiencesync.segments.rules import (
     LIST_OPERATORS,
+    MAX_RULES_DEPTH,
     NULL_OPERATORS,
     RELATIVE_OPERATORS,
     AllGroup,
@@ -31,6 +32,13 @@ from audiencesync.segments.rules import (
 
 ROOT = "r"
 OPERATORS = [op.value for op in Operator]
+#: How many digits a row's index may have (no form holds 10,000 rows of one group).
+MAX_INDEX_DIGITS = 4
+#: How deep builder rows may nest (``r.0.0`` is 2): in the rule's data each group is a
+#: map holding a list, so a condition at depth d is a map at level 2d + 1 and its list of
+#: values one deeper; any deeper row could never pass the rules' own bound.
+MAX_BUILDER_DEPTH = (MAX_RULES_DEPTH - 2) // 2
+_GONE = "that row of the rule builder is gone: reload the page."
 
 
 @dataclass
@@ -52,20 +60,48 @@ def empty() -> Row:
     return Row(kind="group", rows=[Row()])
 
 
+def _index(step: str) -> int:
+    """A row's index in its group: ASCII digits only (``str.isdigit`` takes ``²``,
+    which ``int`` refuses), and short (``int`` refuses thousands of digits)."""
+    if not (0 < len(step) <= MAX_INDEX_DIGITS and step.isascii() and step.isdigit()):
+        raise UserInputError(_GONE)
+    return int(step)
+
+
+def _steps(path: str) -> list[int]:
+    """The indexes of the row at ``path`` (``r.0.2``: [0, 2]), at most MAX_BUILDER_DEPTH."""
+    if path == ROOT:
+        return []
+    if not path.startswith(ROOT + "."):
+        raise UserInputError(_GONE)
+    steps = path[len(ROOT) + 1 :].split(".")
+    if len(steps) > MAX_BUILDER_DEPTH:
+        raise UserInputError(
+            f"the rule builder nests deeper than {MAX_BUILDER_DEPTH} groups: flatten the "
+            "rule, or split it into segments that refer to each other."
+        )
+    return [_index(step) for step in steps]
+
+
 def _children(values: Mapping[str, str], path: str) -> list[str]:
+    """The paths of the rows directly inside the group at ``path``, in order (a row is
+    there when its ``.kind`` field is: ``r.0.kind`` and ``r.0.1.kind`` both name ``r.0``)."""
     prefix = path + "."
     indexes = {
-        int(key[len(prefix) :].split(".")[0])
+        _index(key[len(prefix) :].partition(".")[0])
         for key in values
-        if key.startswith(prefix)
-        and key.endswith(".kind")
-        and key[len(prefix) :].split(".")[0].isdigit()
+        if key.startswith(prefix) and key.endswith(".kind") and key != prefix + "kind"
     }
     return [f"{path}.{i}" for i in sorted(indexes)]
 
 
 def from_form(values: Mapping[str, str], path: str = ROOT) -> Row:
-    """The tree the form's fields describe (missing fields read as empty)."""
+    """The tree the form's fields describe (missing fields read as empty).
+
+    Raises UserInputError when a row's name is not one the form gives (``r.0.1``), or
+    when rows nest deeper than MAX_BUILDER_DEPTH.
+    """
+    _steps(path)
     row = Row(
         kind=values.get(f"{path}.kind", "group" if path == ROOT else "condition"),
         negate=values.get(f"{path}.not", "") in ("on", "true", "1"),
@@ -82,22 +118,24 @@ def from_form(values: Mapping[str, str], path: str = ROOT) -> Row:
 
 def _find(root: Row, path: str) -> tuple[Row | None, Row]:
     """(parent, row) at ``path``."""
-    steps = path.split(".")[1:]
     parent: Row | None = None
     row = root
-    for step in steps:
-        index = int(step)
+    for index in _steps(path):
         if index >= len(row.rows):
-            raise UserInputError("that row of the rule builder is gone: reload the page.")
+            raise UserInputError(_GONE)
         parent, row = row, row.rows[index]
     return parent, row
 
 
 def apply(root: Row, action: str) -> Row:
-    """Apply a builder button (``add-condition:r.1``, ``remove:r.0``...) to the tree."""
+    """Apply a builder button (``add-condition:r.1``, ``remove:r.0``...) to the tree.
+
+    Raises UserInputError when the row is gone or a new group would nest too deep.
+    """
     verb, _, path = action.partition(":")
-    if not path.startswith(ROOT) or not all(p.isdigit() for p in path.split(".")[1:]):
-        return root
+    if verb.startswith("add-"):
+        # The new row, and the condition a new group starts with, must fit the bound.
+        _steps(path + ".0" * (2 if verb == "add-group" else 1))
     parent, row = _find(root, path)
     if verb == "remove" and parent is not None:
         parent.rows.remove(row)

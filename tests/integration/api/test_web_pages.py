@@ -367,10 +367,10 @@ def test_builder_buttons_add_and_remove_rows() -> None:
     builder.apply(root, "remove:r.0")
     assert [r.kind for r in root.rows] == ["group"]
     builder.apply(root, "remove:r")  # the top group stays
-    builder.apply(root, "add-condition:../etc")  # nonsense is ignored
+    for nonsense in ("add-condition:../etc", "remove:r.5", "remove:r.\u00b2", "remove:r.00000"):
+        with pytest.raises(UserInputError, match="reload the page"):  # not ignored: said
+            builder.apply(root, nonsense)
     assert len(root.rows) == 1
-    with pytest.raises(UserInputError, match="reload the page"):
-        builder.apply(root, "remove:r.5")
 
 
 def test_an_empty_builder_says_what_to_do() -> None:

@@ -90,7 +90,11 @@ def expiry_days(text: str) -> int | None:
             "empty for a token that never expires.",
             field="expires_in_days",
         )
-    return int(text)
+    significant = text.lstrip("0") or "0"
+    if len(significant) > len(str(auth.MAX_TOKEN_DAYS)):
+        # int() refuses thousands of digits; any number this long is out of range anyway.
+        raise UserInputError(auth.TOKEN_DAYS_RANGE, field="expires_in_days")
+    return int(significant)
 
 
 @router.post("/account/tokens")

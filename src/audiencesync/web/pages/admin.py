@@ -168,11 +168,26 @@ def save_schedule(request: Request, page: Form) -> Response:
     return redirect("/settings/schedule")
 
 
+AUDIT_LIMITS = (1, 100, 1000)  # least, default, most entries a page shows
+
+
+def _audit_limit(text: str) -> int:
+    """How many entries ``?limit=`` asks for, within AUDIT_LIMITS; anything but ASCII
+    digits reads as the default (``str.isdigit`` takes "²", which ``int`` refuses), and a
+    number too long for ``int`` (thousands of digits) as the most."""
+    least, default, most = AUDIT_LIMITS
+    if not (text.isascii() and text.isdigit()):
+        return default
+    significant = text.lstrip("0") or "0"
+    if len(significant) > len(str(most)):
+        return most
+    return min(most, max(least, int(significant)))
+
+
 @router.get("/audit")
 def audit_log(request: Request, page: CurrentPage) -> Response:
     target = request.query_params.get("target") or None
-    limit_text = request.query_params.get("limit", "100")
-    limit = min(1000, max(1, int(limit_text))) if limit_text.isdigit() else 100
+    limit = _audit_limit(request.query_params.get("limit", ""))
     entries = audit.list_entries(page.ctx, page.actor, limit=limit, target=target)
     names = audit.id_names(page.ctx, page.actor)
     return render(

@@ -88,11 +88,6 @@ def builder_rows(error: FormError) -> set[str]:
     return {"r" + "".join(f".{n}" for n in re.findall(r"\[(\d+)\]", p)) for p in error.paths}
 
 
-def _submitted(page: Posted) -> tuple[builder.Row, str]:
-    values = page.values()
-    return builder.from_form(values), page.text("rules_yaml")
-
-
 def _rules(page: Posted, root: builder.Row, yaml_text: str, dataset: str) -> RuleNode:
     if page.text("action") == "save-yaml":
         if not yaml_text:
@@ -103,7 +98,9 @@ def _rules(page: Posted, root: builder.Row, yaml_text: str, dataset: str) -> Rul
 
 
 def _handle(request: Request, page: Posted, *, editing: bool, name: str, dataset: str) -> Response:
-    root, yaml_text = _submitted(page)
+    # Until the builder's fields are read (they can be tampered with), an empty builder
+    # stands in, so a refusal still shows the form with the name, YAML and description.
+    root, yaml_text = builder.empty(), page.text("rules_yaml")
     action = page.text("action") or "save"
     description = page.text("description")
 
@@ -114,6 +111,7 @@ def _handle(request: Request, page: Posted, *, editing: bool, name: str, dataset
         )  # fmt: skip
 
     try:
+        root = builder.from_form(page.values())
         if action.startswith(("add-", "remove:")):
             root = builder.apply(root, action)
             return again()
