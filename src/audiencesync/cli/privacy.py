@@ -15,6 +15,7 @@ from audiencesync.api.privacy_models import (
     SweepPublic,
 )
 from audiencesync.cli.common import JsonOption, actor, console, opened, print_json
+from audiencesync import wording
 from audiencesync.errors import UserInputError
 from audiencesync.sync import privacy as service
 from audiencesync.sync import retention
@@ -144,7 +145,7 @@ def _print_erasure(view: ErasureView) -> None:
     )
     if not view.exports:
         console.print("  no export has an audience to remove them from.")
-    for name, item in sorted(view.exports.items()):
+    for name, item in sorted(wording.erasure_exports(view.exports, cli=True).items()):
         removed = ", ".join(f"{n} {k}" for k, n in sorted((item.get("removed") or {}).items()))
         held = ", ".join(f"{n} {k}" for k, n in sorted((item.get("held") or {}).items()))
         line = (
