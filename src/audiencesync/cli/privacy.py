@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audiencesync import wording
 from audiencesync.api.privacy_models import (
     ErasurePublic,
     PrivacyReportPublic,
@@ -15,7 +16,6 @@ from audiencesync.api.privacy_models import (
     SweepPublic,
 )
 from audiencesync.cli.common import JsonOption, actor, console, opened, print_json
-from audiencesync import wording
 from audiencesync.errors import UserInputError
 from audiencesync.sync import privacy as service
 from audiencesync.sync import retention

@@ -622,9 +622,7 @@ def resume_unfinished(ctx: Context, actor: Actor) -> list[ErasureView]:
     return resumed
 
 
-def _pending(
-    message: str, previous: dict[str, Any], fix: Fix | None = None
-) -> dict[str, Any]:
+def _pending(message: str, previous: dict[str, Any], fix: Fix | None = None) -> dict[str, Any]:
     """An export the erasure has not finished: the reason, and the action that helps as
     data (``fix``: kind and target) which each interface words its own way."""
     result = {**previous, "status": "pending", "message": message}
@@ -662,8 +660,7 @@ def _process(
         sent_before = bool(ctx.storage.listing(f"{export_key(export_id)}/audiences/{audience_id}"))
         if active is not None:
             result = _pending(
-                f"run {active} of the export was under way: the erasure is resumed once it "
-                "ends.",
+                f"run {active} of the export was under way: the erasure is resumed once it ends.",
                 previous,
                 Fix("resume_erasure", str(erasure_id)),
             )
