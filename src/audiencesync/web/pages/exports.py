@@ -266,14 +266,22 @@ def _share(text: str | None) -> float:
     """The form's maximum removal share, in percent (empty: the default)."""
     if text is None:
         return DEFAULT_MAX_REMOVAL_SHARE
+    number = text.strip().rstrip("%").strip()
     try:
-        return float(text.strip().rstrip("%")) / 100
+        percent = float(number)
     except ValueError:
         raise UserInputError(
             f"{text!r} is not a percentage: give the largest share of the audience a run may "
             "remove without approval, from 0 to 100 (for example 20).",
             field="max_removal_share",
         ) from None
+    # Checked here, in the form's scale: the service's own check speaks of 0 to 1 (the API's).
+    if not 0 <= percent <= 100:
+        raise UserInputError(
+            f"{number}% is not a share: give a percentage from 0 to 100 (for example 20).",
+            field="max_removal_share",
+        )
+    return percent / 100
 
 
 @router.post("/exports/new")
