@@ -72,8 +72,10 @@ def test_a_refused_save_brings_the_field_at_fault_into_view_and_focus(admin: Use
     assert page.evaluate("window.scrollY") > 0
     box = page.locator(".field-error[data-field=max_removal_share]").bounding_box()
     viewport = page.viewport_size
-    assert box is not None and viewport is not None
-    assert 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"]
+    assert box is not None
+    assert viewport is not None
+    assert box["y"] >= 0
+    assert box["y"] + box["height"] <= viewport["height"]
     admin.shot("help-02-refused-save")  # last: a full-page picture moves the page
 
 
@@ -91,8 +93,7 @@ def test_check_the_fields_needs_no_name_and_the_country_refreshes_the_sample(
     admin.shot("help-03-checked-with-gb")
     with_gb = phone_share(page)
     expected = page.request.get(
-        "/exports/matching?dataset=phones&email_field=email&phone_field=phone"
-        "&default_country=GB"
+        "/exports/matching?dataset=phones&email_field=email&phone_field=phone&default_country=GB"
     ).text()
     assert re.search(rf">\s*{re.escape(with_gb)}", expected), expected
     assert with_gb != without
