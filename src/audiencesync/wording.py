@@ -43,6 +43,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "table": ("--table TABLE", "Table"),
     "source": ("--source NAME", "Source"),
     "dataset": ("--name NAME", "Dataset name"),
+    "key": ("", "Key column"),  # the CLI's --key was given: its message names the column
     "rules": ("", "Rules"),  # the CLI's rules are a file it was given: no flag to add
     "confirm": ("--yes", "the confirmation box"),
     "dry_run": ("--dry-run", "Dry run"),
