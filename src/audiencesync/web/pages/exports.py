@@ -140,7 +140,9 @@ def _cron_words(values: dict[str, object]) -> str:
 @router.get("/exports/new")
 def new_export(request: Request, page: CurrentPage) -> Response:
     values: dict[str, object] = {
-        "mode": "mirror", "schedule": "system", "timezone": "UTC", "audience_choice": "existing",
+        # A new export's cron speaks the user's zone when they chose one.
+        "mode": "mirror", "schedule": "system", "timezone": page.actor.time_zone or "UTC",
+        "audience_choice": "existing",
         "dataset": request.query_params.get("dataset", ""), "segments": [],
         "retention_days": "9999",
         **_alert_values(alerts.ExportAlerts(events=tuple(e.value for e in alerts.ALL_EVENTS))),
@@ -295,9 +297,11 @@ def create_export(request: Request, page: Form) -> Response:
     except AudiencesyncError as error:
         return _form(request, page, values=_values(page), editing=None, error=error,
                      status=error.http_status)  # fmt: skip
-    page.flash(
-        f"Export {view.name} was saved. It runs with the scheduled refresh, or with Run now."
-    )
+    # The export's own schedule words (the system refresh may be off): saving ran nothing.
+    sentence = view.schedule_sentence
+    words = sentence.in_zone(viewer_zone(page.actor.time_zone))
+    when = f"it is {words}" if sentence.stem.startswith(("off", "paused")) else f"it runs {words}"
+    page.flash(f"Export {view.name} was saved; {when}. Run now runs it at once.")
     return redirect(f"/exports/{view.name}")
 
 
