@@ -17,7 +17,7 @@ CLI_WORDS = re.compile(
     r"(?<![\w-])--[a-z][a-z0-9-]*"
     r"|`audiencesync\b"
     r"|\baudiencesync (?:init|serve|worker|try|demo|emulator|audit|bench|identifiers|schedule|"
-    r"segments|exports|runs|connections|profiles|sources|users|alerts)\b"
+    r"segments|exports|runs|connections|profiles|sources|users|alerts|privacy)\b"
 )
 #: JSON keys whose values are sentences for people.
 SENTENCE_KEYS = {

@@ -10,6 +10,8 @@ field and fix has both renderings, and that no web rendering names a flag or a c
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
+from typing import Any
 
 from audiencesync.errors import AudiencesyncError, DatabaseUnavailableError, Fix
 
@@ -41,6 +43,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "table": ("--table TABLE", "Table"),
     "source": ("--source NAME", "Source"),
     "dataset": ("--name NAME", "Dataset name"),
+    "key": ("", "Key column"),  # the CLI's --key was given: its message names the column
     "rules": ("", "Rules"),  # the CLI's rules are a file it was given: no flag to add
     "confirm": ("--yes", "the confirmation box"),
     "dry_run": ("--dry-run", "Dry run"),
@@ -117,6 +120,10 @@ FIX_KINDS: dict[str, tuple[str, str]] = {
         "see `audiencesync profiles show {q}`",
         "see the dataset's page",
     ),
+    "resume_erasure": (
+        "or run `audiencesync privacy erasures resume {t}`",
+        "or use Resume the erasure on Admin › Privacy",
+    ),
 }
 
 #: what a ``list`` fix's target is called on the web.
@@ -190,3 +197,22 @@ def fix_data(fix: Fix | None) -> dict[str, str | None] | None:
         return None
     words = _fix_words(fix, cli=False) if fix.kind in FIX_KINDS else None
     return {"kind": fix.kind, "target": fix.target, "words": words}
+
+
+def erasure_exports(exports: Mapping[str, Any], *, cli: bool) -> dict[str, Any]:
+    """An erasure's per-export results with each note worded for one interface.
+
+    The service stores a note's action as data (``fix``: kind and target); the note
+    (``message``) comes back with that action in CLI or web words, and the web's ``fix``
+    also carries its ``words`` (like :func:`fix_data`).
+    """
+    worded: dict[str, Any] = {}
+    for name, item in exports.items():
+        item = dict(item)
+        stored = item.get("fix")
+        if isinstance(stored, dict) and stored.get("kind") in FIX_KINDS:
+            fix = Fix(str(stored["kind"]), stored.get("target"))
+            item["message"] = _join(str(item.get("message") or ""), _fix_words(fix, cli=cli))
+            item["fix"] = None if cli else fix_data(fix)
+        worded[name] = item
+    return worded

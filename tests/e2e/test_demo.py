@@ -36,6 +36,17 @@ def test_the_demos_explore_hints_run_as_printed(tmp_path: Path) -> None:
     lines = [line.strip() for line in demo.stdout.splitlines()]
     hints = [line for line in lines if line.startswith("AUDIENCESYNC_HOME=")]
     assert len(hints) == 2, demo.stdout
+    # The runs' "reads it again" hints name the demo's home too (the default home holds
+    # nothing of the demo), and are run like the others.
+    later = re.findall(r"reads it again in a minute and after: `([^`]+)`", demo.stdout)
+    assert later, demo.stdout
+    assert all(hint.startswith(f"AUDIENCESYNC_HOME={home} ") for hint in later), later
+    hints.append(later[0])
+    # The browser hint is `audiencesync try` (its own emulator and OAuth app), never a
+    # `serve` on the demo's home, whose emulator has stopped and whose OAuth app is unset.
+    assert " serve" not in demo.stdout.split("Explore")[-1], demo.stdout
+    program, verb = shlex.split(lines[-1])
+    assert (Path(program).is_file(), verb) == (True, "try"), lines[-1]
     for hint in hints:
         assignment, *command = shlex.split(hint)
         name, _, value = assignment.partition("=")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audiencesync import wording
 from audiencesync.sync.privacy import ErasureView, SuppressionListView
 from audiencesync.sync.retention import PrivacyReport, SweepResult
 
@@ -80,13 +81,17 @@ class ErasurePublic(_Out):
     exports: dict[str, Any] = Field(
         description=(
             "per export: runs, status (done or pending), removed (DELETEs acknowledged, "
-            "by type), held (of them, what its record of the audience held), message"
+            "by type), held (of them, what its record of the audience held), message, "
+            "fix (the action that helps, as kind, target and words; null when none)"
         )
     )
 
     @classmethod
     def of(cls, view: ErasureView) -> ErasurePublic:
-        return cls.model_validate(view, from_attributes=True)
+        public = cls.model_validate(view, from_attributes=True)
+        return public.model_copy(
+            update={"exports": wording.erasure_exports(view.exports, cli=False)}
+        )
 
 
 class HeldDataPublic(_Out):

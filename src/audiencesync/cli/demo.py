@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,7 @@ SEGMENTS: dict[str, object] = {
 EXPORT = "demo-snapchat"
 
 
-def _run(ctx: Context, admin: Actor) -> RunView:
+def _run(ctx: Context, admin: Actor, show_command: str) -> RunView:
     with Progress(
         TextColumn("{task.fields[phase]:<26}"),
         BarColumn(),
@@ -53,7 +54,7 @@ def _run(ctx: Context, admin: Actor) -> RunView:
             )
 
         view = runs.run_now(ctx, admin, EXPORT, reporter=report)
-    console.print("\n".join(summary_lines(view)), markup=False)
+    console.print("\n".join(summary_lines(view, show_command=show_command)), markup=False)
     return view
 
 
@@ -74,7 +75,14 @@ def demo(
         settings = emulator_home(home, emulator)
         ctx, admin, password = open_new_home(settings)
         try:
-            _walk(ctx, admin, emulator.api_url, profiles, scratch)
+            _walk(
+                ctx,
+                admin,
+                emulator.api_url,
+                profiles,
+                scratch,
+                _in_home(home, "exports", "show", EXPORT),
+            )
             audience = exports.get_export(ctx, admin, EXPORT).audience_id
             counts = emulator.member_counts(audience)
         finally:
@@ -83,15 +91,25 @@ def demo(
     console.print(
         f"The emulator's audience {audience} held {held_in_words(counts)} when it stopped."
     )
-    program = Path(sys.executable).with_name("audiencesync")
     console.print(
-        "The emulator has stopped; these read what the demo's home recorded:\n"
-        f"  AUDIENCESYNC_HOME={home} {program} runs list\n"
-        f"  AUDIENCESYNC_HOME={home} {program} exports show {EXPORT}\n"
-        f"Its web UI: `{program} serve` with the same home, signed in as admin / {password}\n"
-        "To click through the same path in a browser, on an emulator of its own: make try",
+        "The emulator has stopped; these read what the demo's home recorded (admin's "
+        f"password there: {password}):\n"
+        f"  {_in_home(home, 'runs', 'list')}\n"
+        f"  {_in_home(home, 'exports', 'show', EXPORT)}\n"
+        "To click through the same path in a browser, with an emulator and a sample home of "
+        f"its own (it prints where to sign in):\n  {shlex.quote(str(_program()))} try",
         markup=False,
     )
+
+
+def _program() -> Path:
+    return Path(sys.executable).with_name("audiencesync")
+
+
+def _in_home(home: Path, *arguments: str) -> str:
+    """A command on the demo's home, as a shell runs it when pasted."""
+    words = [str(_program()), *arguments]
+    return f"AUDIENCESYNC_HOME={shlex.quote(str(home))} " + shlex.join(words)
 
 
 SCHEMA_WORDS = {
@@ -110,7 +128,9 @@ def held_in_words(counts: dict[str, int]) -> str:
     return ", ".join(parts) or "nothing"
 
 
-def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path) -> None:
+def _walk(
+    ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path, show_command: str
+) -> None:
     rule("1. Customer profiles")
     source = write_profiles(scratch / "customers.csv", profiles)
     view = store.import_file(ctx, admin, source, key="customer_id", name="customers")
@@ -150,10 +170,10 @@ def _walk(ctx: Context, admin: Actor, api_url: str, profiles: int, scratch: Path
     )
 
     rule("5. First run: everyone is added")
-    _run(ctx, admin)
+    _run(ctx, admin, show_command)
 
     rule("6. The data changes; the second run sends only the difference")
     write_profiles(scratch / "customers.csv", profiles, churn_from=max(1, profiles // 20))
     refreshed = store.refresh(ctx, admin, "customers")
     console.print(f"Refreshed 'customers': {refreshed.row_count:,} profiles, 5% replaced.")
-    _run(ctx, admin)
+    _run(ctx, admin, show_command)

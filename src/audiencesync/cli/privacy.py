@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audiencesync import wording
 from audiencesync.api.privacy_models import (
     ErasurePublic,
     PrivacyReportPublic,
@@ -144,7 +145,7 @@ def _print_erasure(view: ErasureView) -> None:
     )
     if not view.exports:
         console.print("  no export has an audience to remove them from.")
-    for name, item in sorted(view.exports.items()):
+    for name, item in sorted(wording.erasure_exports(view.exports, cli=True).items()):
         removed = ", ".join(f"{n} {k}" for k, n in sorted((item.get("removed") or {}).items()))
         held = ", ".join(f"{n} {k}" for k, n in sorted((item.get("held") or {}).items()))
         line = (

@@ -29,11 +29,13 @@ EXIT_RUN_FAILED = 9
 EXIT_NEEDS_APPROVAL = 11
 
 
-def summary_lines(view: RunView) -> list[str]:
+def summary_lines(view: RunView, *, show_command: str | None = None) -> list[str]:
     """A run's summary in plain words (shared by the CLI and the demo).
 
     Each figure is one entry of ``Run.counts`` (docs/sync.md, "Numbers"); a dry run shows
-    what it would add and remove, and no sent figures.
+    what it would add and remove, and no sent figures. ``show_command``: the command that
+    shows the export later, as printed (the demo's names its home); by default
+    ``audiencesync exports show NAME``.
     """
     c = service.display_counts(view.counts)
     lines = [f"run {view.id} of export {view.export!r}: {view.status}"
@@ -103,7 +105,7 @@ def summary_lines(view: RunView) -> list[str]:
         )
         lines.append(f"  time: {phases}")
     if view.audience:
-        lines.append("  audience: " + _read_back(view))
+        lines.append("  audience: " + _read_back(view, show_command))
     lines.extend(f"  error: {e}" for e in view.errors)
     return lines
 
@@ -129,7 +131,7 @@ def _was_held(c: dict[str, object]) -> str:
     return f" (it held {held:,} identifiers)" if isinstance(held, int) else ""
 
 
-def _read_back(view: RunView) -> str:
+def _read_back(view: RunView, show_command: str | None = None) -> str:
     """The audience as read at the end of the run, never a matched size Snapchat has not
     computed yet (while it matches, the figure it reports is stale)."""
     a = view.audience
@@ -137,7 +139,7 @@ def _read_back(view: RunView) -> str:
     if status != "COMPLETE":
         return (
             f"matched size pending (Snapchat upload {status}); audiencesync reads it again "
-            f"in a minute and after: `audiencesync exports show {view.export}`"
+            f"in a minute and after: `{show_command or f'audiencesync exports show {view.export}'}`"
         )
     matched = a.get("approximate_number_users") or 0
     return (

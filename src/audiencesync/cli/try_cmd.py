@@ -7,7 +7,9 @@ still works tomorrow), and ``serve`` runs with the two Snapchat URLs pointed at 
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,25 @@ from audiencesync.settings import Settings
 DEFAULT_HOME = Path(".audiencesync-try")
 PASSWORD_FILE = "try-admin-password"  # noqa: S105 (a file name, not a password)
 EXAMPLES = Path("examples")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """UserInputError when the web UI could not listen on ``host:port`` (checked before the
+    emulator starts, so a busy port is one sentence rather than the server's traceback)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserInputError(
+                    f"port {port} on {host} is already in use (another `audiencesync try` "
+                    "or `serve`?): stop that, or give --port another number."
+                ) from None
+            raise UserInputError(
+                f"cannot listen on {host}:{port} ({error.strerror}): give --host and --port "
+                "of this machine."
+            ) from None
 
 
 def _is_initialised(home: Path) -> bool:
@@ -81,6 +102,7 @@ def try_it(
 ) -> None:
     """Start the emulator and the web UI on a sample home; sign in with the printed password."""
     home = home.resolve()
+    _check_port_free(host, port)
     if home.exists() and any(home.iterdir()) and not _is_initialised(home):
         raise UserInputError(
             f"{home} is not empty and is not a sample home of `audiencesync try`: "

@@ -474,5 +474,6 @@ def check_default_country(code: str) -> str:
     hint = " (the United Kingdom is GB)" if region == "UK" else ""
     raise UserInputError(
         f"unknown default country {code!r}{hint}: give an ISO 3166-1 alpha-2 code "
-        "such as US, GB or DE."
+        "such as US, GB or DE.",
+        field="default_country",
     )

@@ -415,7 +415,8 @@ def _check_columns(
                 field="delimiter",
             )
         raise UserInputError(
-            f"{source.name} has no column {key!r} to use as the key: {closest(key, names)}."
+            f"{source.name} has no column {key!r} to use as the key: {closest(key, names)}.",
+            field="key",
         )
 
 

@@ -43,7 +43,7 @@ from audiencesync.errors import (
     PermissionDeniedError,
     UserInputError,
 )
-from audiencesync.identifiers import RejectReason, hash_batch
+from audiencesync.identifiers import RejectReason, check_default_country, hash_batch
 from audiencesync.profiles.store import closest
 from audiencesync.segments.membership import stream_members
 from audiencesync.segments.source import open_source
@@ -228,12 +228,8 @@ def _check_spec(spec: ExportSpec) -> ExportSpec:
             "the retention must be between 1 and 9999 days (9999 = lifetime).",
             field="retention_days",
         )
-    country = spec.default_country
-    if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
-        raise UserInputError(
-            f"{country!r} is not a country code: use two letters, for example US or GB.",
-            field="default_country",
-        )
+    # A country phones knows, not any two letters: XX would reject every phone at run.
+    country = None if spec.default_country is None else check_default_country(spec.default_country)
     try:
         ZoneInfo(spec.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -267,7 +263,7 @@ def _check_spec(spec: ExportSpec) -> ExportSpec:
         consent_field=(spec.consent_field or "").strip() or None,
         consent_values=consent_values,
         audience_id=spec.audience_id.strip() if spec.audience_id else None,
-        default_country=country.upper() if country else None,
+        default_country=country,
         max_removal_share=float(share),
     )
 
@@ -304,7 +300,8 @@ def _check_fields(ctx: Context, spec: ExportSpec, dataset: Dataset) -> dict[str,
         if spec.consent_field not in columns:
             raise UserInputError(
                 f"the consent field {spec.consent_field!r} is not a column of dataset "
-                f"{dataset.name!r}: {closest(spec.consent_field, columns)}."
+                f"{dataset.name!r}: {closest(spec.consent_field, columns)}.",
+                field="consent_field",
             )
         if not spec.consent_values and types[spec.consent_field] != "BOOLEAN":
             raise UserInputError(

@@ -622,8 +622,14 @@ def resume_unfinished(ctx: Context, actor: Actor) -> list[ErasureView]:
     return resumed
 
 
-def _pending(message: str, previous: dict[str, Any]) -> dict[str, Any]:
-    return {**previous, "status": "pending", "message": message}
+def _pending(message: str, previous: dict[str, Any], fix: Fix | None = None) -> dict[str, Any]:
+    """An export the erasure has not finished: the reason, and the action that helps as
+    data (``fix``: kind and target) which each interface words its own way."""
+    result = {**previous, "status": "pending", "message": message}
+    result.pop("fix", None)
+    if fix is not None:
+        result["fix"] = {"kind": fix.kind, "target": fix.target}
+    return result
 
 
 def _process(
@@ -654,9 +660,9 @@ def _process(
         sent_before = bool(ctx.storage.listing(f"{export_key(export_id)}/audiences/{audience_id}"))
         if active is not None:
             result = _pending(
-                f"run {active} of the export was under way: the erasure is resumed once it "
-                "ends (or run `audiencesync privacy erasures resume`).",
+                f"run {active} of the export was under way: the erasure is resumed once it ends.",
                 previous,
+                Fix("resume_erasure", str(erasure_id)),
             )
         elif connection_id is None and not sent_before:
             continue  # never sent anything and cannot send: nothing to erase there

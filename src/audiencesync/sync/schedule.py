@@ -200,13 +200,15 @@ def row(session: Session) -> SystemSchedule:
 REFRESHED = "schedule.refresh"
 
 
-def _last_refresh(session: Session) -> datetime | None:
-    return session.scalar(
-        select(AuditEntry.at)
-        .where(AuditEntry.action == REFRESHED)
-        .order_by(AuditEntry.id.desc())
-        .limit(1)
-    )
+#: the name the scheduler's refreshes are recorded under (``scheduler.SCHEDULER``).
+SCHEDULER_NAME = "scheduler"
+
+
+def _last_refresh(session: Session, *, by: str | None = None) -> datetime | None:
+    query = select(AuditEntry.at).where(AuditEntry.action == REFRESHED)
+    if by is not None:
+        query = query.where(AuditEntry.actor == by)
+    return session.scalar(query.order_by(AuditEntry.id.desc()).limit(1))
 
 
 def _view(schedule: SystemSchedule, now: datetime) -> ScheduleView:
@@ -218,7 +220,9 @@ def _view(schedule: SystemSchedule, now: datetime) -> ScheduleView:
         cron=schedule.cron,
         timezone=schedule.timezone,
         next_run_at=upcoming,
-        last_fired_at=schedule.last_fired_at,
+        # When the schedule last ran the refresh, not the row's counting mark (which
+        # enabling sets to now so that no past slot fires).
+        last_fired_at=(_last_refresh(session, by=SCHEDULER_NAME) if session is not None else None),
         updated_by=schedule.updated_by,
     )
 

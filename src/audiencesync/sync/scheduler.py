@@ -27,12 +27,12 @@ from audiencesync.profiles import store
 from audiencesync.profiles.unify import service as unify
 from audiencesync.segments import service as segments
 from audiencesync.sync import privacy, retention, runs
-from audiencesync.sync.schedule import REFRESHED, last_fire, row
+from audiencesync.sync.schedule import REFRESHED, SCHEDULER_NAME, last_fire, row
 
 log = logging.getLogger(__name__)
 
 #: The scheduler acts with administrator rights, recorded in the audit log by this name.
-SCHEDULER = Actor(id=0, name="scheduler", role=Role.ADMIN)
+SCHEDULER = Actor(id=0, name=SCHEDULER_NAME, role=Role.ADMIN)
 
 Clock = Callable[[], datetime]
 

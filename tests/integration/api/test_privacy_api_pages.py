@@ -131,3 +131,37 @@ def test_the_privacy_page_erases_and_shows_lists_to_administrators_only(profiles
     finally:
         browser.close()
         carol.close()
+
+
+@SQLITE_ONLY
+def test_an_erasure_waiting_for_a_run_names_the_button_not_a_command(profiles: Api) -> None:
+    """An erasure that finds a run under way is pending; its note (in the API's JSON and
+    on the page) tells how to finish it in the words of each: the page's button, never
+    `audiencesync privacy erasures resume` (the recorder fails the test on any CLI word)."""
+    api = profiles
+    connect_via_api(api)
+    assert add_export_via_api(api, api.admin).status_code == 201
+    admin = api.actors[Role.ADMIN]
+    assert runs.run_now(api.ctx, admin, "weekly").status == "succeeded"
+    run_id = runs.request_run(api.ctx, admin, "weekly")
+    assert runs.claim(api.ctx, "elsewhere", run_id=run_id) == run_id  # under way elsewhere
+    erased = api.admin.post("/api/v1/privacy/erasures", json={"emails": [ANN]})
+    assert erased.status_code == 201, erased.text
+    item = erased.json()["exports"]["weekly"]
+    assert item["status"] == "pending"
+    assert item["message"] == (
+        f"run {run_id} of the export was under way: the erasure is resumed once it ends; "
+        "or use Resume the erasure on Admin › Privacy."
+    )
+    assert item["fix"]["kind"] == "resume_erasure"
+    listed = api.admin.get("/api/v1/privacy/erasures").json()[0]["exports"]["weekly"]
+    assert listed["message"] == item["message"]
+    browser, _ = sign_in(api, "admin")
+    try:
+        token = csrf_of(browser, "/privacy")
+        page = browser.post("/privacy/erase", data={"csrf_token": token, "emails": BOB + "\n"})
+        assert page.status_code == 200, page.text
+        assert "or use Resume the erasure on Admin › Privacy." in page.text
+        assert "Resume the erasure</button>" in page.text
+    finally:
+        browser.close()

@@ -249,7 +249,7 @@ def parse_unification_rules(data: object, *, source: str = "the rules") -> Unifi
         raise UserInputError(f"{source}: {_problem(error)}.") from None
 
 
-def load_unification_text(text: str, *, source: str = "the rules") -> UnificationRules:
+def load_unification_text(text: str, *, source: str = "the rules text") -> UnificationRules:
     """Rules from YAML or JSON text, bounded as segment rules are; a UserInputError on
     field ``rules`` says what is wrong with them."""
     with about("rules"):

@@ -140,7 +140,9 @@ def _cron_words(values: dict[str, object]) -> str:
 @router.get("/exports/new")
 def new_export(request: Request, page: CurrentPage) -> Response:
     values: dict[str, object] = {
-        "mode": "mirror", "schedule": "system", "timezone": "UTC", "audience_choice": "existing",
+        # A new export's cron speaks the user's zone when they chose one.
+        "mode": "mirror", "schedule": "system", "timezone": page.actor.time_zone or "UTC",
+        "audience_choice": "existing",
         "dataset": request.query_params.get("dataset", ""), "segments": [],
         "retention_days": "9999",
         **_alert_values(alerts.ExportAlerts(events=tuple(e.value for e in alerts.ALL_EVENTS))),
@@ -266,14 +268,22 @@ def _share(text: str | None) -> float:
     """The form's maximum removal share, in percent (empty: the default)."""
     if text is None:
         return DEFAULT_MAX_REMOVAL_SHARE
+    number = text.strip().rstrip("%").strip()
     try:
-        return float(text.strip().rstrip("%")) / 100
+        percent = float(number)
     except ValueError:
         raise UserInputError(
             f"{text!r} is not a percentage: give the largest share of the audience a run may "
             "remove without approval, from 0 to 100 (for example 20).",
             field="max_removal_share",
         ) from None
+    # Checked here, in the form's scale: the service's own check speaks of 0 to 1 (the API's).
+    if not 0 <= percent <= 100:
+        raise UserInputError(
+            f"{number}% is not a share: give a percentage from 0 to 100 (for example 20).",
+            field="max_removal_share",
+        )
+    return percent / 100
 
 
 @router.post("/exports/new")
@@ -287,9 +297,11 @@ def create_export(request: Request, page: Form) -> Response:
     except AudiencesyncError as error:
         return _form(request, page, values=_values(page), editing=None, error=error,
                      status=error.http_status)  # fmt: skip
-    page.flash(
-        f"Export {view.name} was saved. It runs with the scheduled refresh, or with Run now."
-    )
+    # The export's own schedule words (the system refresh may be off): saving ran nothing.
+    sentence = view.schedule_sentence
+    words = sentence.in_zone(viewer_zone(page.actor.time_zone))
+    when = f"it is {words}" if sentence.stem.startswith(("off", "paused")) else f"it runs {words}"
+    page.flash(f"Export {view.name} was saved; {when}. Run now runs it at once.")
     return redirect(f"/exports/{view.name}")
 
 

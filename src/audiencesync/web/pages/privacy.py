@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from audiencesync import wording
 from audiencesync.api.deps import RecordId
 from audiencesync.errors import AudiencesyncError, UserInputError
 from audiencesync.sync import exports, privacy, retention
@@ -24,6 +26,8 @@ def _page(
     """The privacy page; ``form`` names the failed form ("list" or "erase"): both have a
     default country of phones."""
     privacy.require_admin(page.actor)
+    if erasure is not None:  # each export's note with its action in the web's words
+        erasure = replace(erasure, exports=wording.erasure_exports(erasure.exports, cli=False))
     return render(
         request, page, "privacy.html",
         lists=privacy.list_lists(page.ctx, page.actor),

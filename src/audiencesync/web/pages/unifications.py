@@ -52,7 +52,7 @@ def define(request: Request, page: Form) -> Response:
         if not lines:
             raise UserInputError("list the sources, one DATASET:KEY per line.", field="sources")
         sources = [unify.parse_source(line) for line in lines]
-        rules = load_unification_text(page.text("rules"), source="the rules")
+        rules = load_unification_text(page.text("rules"), source="the Rules box")
         view = unify.unify(page.ctx, page.actor, page.text("name"), sources=sources, rules=rules)
     except AudiencesyncError as error:
         return _list(request, page, error=error, status=error.http_status,
