@@ -270,7 +270,10 @@ def test_suppression_lists_on_the_command_line(
     bad = run_cli("privacy", "suppress", "add", "x", "--type", "fax", "--file", str(listing),
                   "--all", home=home)  # fmt: skip
     assert bad.code != 0
-    assert bad.stderr == "error: unknown identifier type 'fax': use one of email, phone, maid.\n"
+    assert bad.stderr == (
+        "error: unknown identifier type 'fax': use one of email, phone, maid; "
+        "use --type email|phone|maid.\n"
+    )
     for result in (made, shown, listed, refused, bad):
         assert HASHES[IdentifierType.EMAIL] not in result.output
         assert EMAIL.lower() not in result.output.lower()
