@@ -23,11 +23,12 @@ demo: $(STAMP) ## run the whole path on the local Snapchat emulator
 	$(BIN)/audiencesync demo
 
 # make test spreads the tests over the machine's cores (pytest-xdist; TEST_WORKERS=0 runs
-# them in one process): a 2-core CI machine runs the suite in about half the time.
+# them in one process): a 2-core CI machine runs the suite in about half the time. A test
+# file stays on one worker, in order (the browser walks build on the tests before them).
 TEST_WORKERS ?= auto
 
 test: $(STAMP) ## run every test (PostgreSQL/browser tests skip with a reason unless enabled)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-storage: $(STAMP) ## the whole sync suite on an S3-compatible bucket (moto), not only make test's share
 	AUDIENCESYNC_TEST_S3_ALL=1 $(BIN)/python -m pytest tests/integration/sync -k sqlite-s3 $(PYTEST_ARGS)

@@ -105,9 +105,8 @@ def test_check_the_fields_needs_no_name_and_the_country_refreshes_the_sample(
     expect(page.locator("#field-preview tr[data-kind=phone] td:nth-child(5)")).to_contain_text(
         "75.0%"
     )
-    # And so does choosing another phone field (none: the phone row goes).
-    page.select_option("#phone_field", "")
-    page.wait_for_selector("#field-preview tr[data-kind=phone]", state="detached")
+    # (The field selects do not swap the section in as they change: two quick choices
+    # raced, and the first one's answer put back a field the user had just unmapped.)
     assert page.evaluate("window.notReloaded === true")  # no page load: swapped in
     assert page.evaluate("document.querySelectorAll('#export-form').length") == 1
 

@@ -172,8 +172,18 @@ def api(ctx: Context, emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Api]
 
 @pytest.fixture
 def profiles(api: Api) -> Api:
-    """Dataset ``customers`` and segments ``everyone`` and ``gb`` (made by the admin)."""
-    load_profiles(api.ctx, api.actors[Role.ADMIN], api.tmp_path)
+    """Dataset ``customers`` and segments ``everyone`` and ``gb`` (made by the admin).
+
+    The file lies in a folder the server may read (AUDIENCESYNC_IMPORT_FOLDERS), as a
+    refresh through the API or web reads the recorded path only there (docs/sources.md).
+    """
+    folders = api.ctx.settings.import_folder_paths
+    if folders:
+        folder = folders[0]
+    else:
+        folder = api.tmp_path
+        api.ctx.settings = api.ctx.settings.model_copy(update={"import_folders": str(folder)})
+    load_profiles(api.ctx, api.actors[Role.ADMIN], folder)
     return api
 
 
