@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import own_postgres_database, postgres_url_or_skip
 
 PREFIX = "audiencesync_rel_"
 
@@ -18,13 +17,13 @@ class OwnDatabase:
     """``audiencesync_rel_<random>`` on the test server; :meth:`outage` blocks it."""
 
     def __init__(self) -> None:
-        base = make_url(postgres_url_or_skip())
-        self.name = f"{PREFIX}{uuid.uuid4().hex[:10]}"
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
-        server = base.set(drivername="postgresql+psycopg", database="postgres")
+        self._own = ExitStack()
+        self.url = self._own.enter_context(own_postgres_database(PREFIX))
+        self.name = str(make_url(self.url).database)
+        server = make_url(postgres_url_or_skip()).set(
+            drivername="postgresql+psycopg", database="postgres"
+        )
         self._admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with self._admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{self.name}"'))
 
     def block(self) -> None:
         """Refuse new connections and end the open ones (as if the server went away)."""
@@ -52,6 +51,5 @@ class OwnDatabase:
 
     def drop(self) -> None:
         self.unblock()
-        with self._admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self._own.close()  # dropped by own_postgres_database, connections forced off
         self._admin.dispose()
